@@ -1,0 +1,38 @@
+/**
+ * A training backend: Kohya-SS on SageMaker or on this host. Launch must be idempotent per job
+ * name (a retry adopts the job it already started); describe is cheap and side-effect free.
+ */
+import type { BaseModelFamily } from '../../lib/pipeline/input';
+import type { TrainingJobRef, TrainingState } from '../../lib/pipeline/status';
+
+export type KohyaConfig = Record<string, string | number | boolean>;
+
+export interface TrainingJobSpec {
+  jobName: string;
+  /** Temporal workflow id; tagged on the job so an orphan can be traced back to its run. */
+  runId: string;
+  /** file:// or s3:// prefix holding the `<repeats>_<concept>/` folder(s). */
+  datasetUri: string;
+  family: BaseModelFamily;
+  checkpoint: string;
+  outputName: string;
+  /** The sd-scripts options; paths in it are filled in by the backend. */
+  kohyaConfig: KohyaConfig;
+  sagemaker?: {
+    imageUri: string;
+    roleArn: string;
+    instanceType: string;
+    volumeSizeGb: number;
+    maxRuntimeSeconds: number;
+    outputS3Uri: string;
+  };
+  /** Local backend only: run the labelled dry-run stand-in instead of sd-scripts. */
+  dryRun?: boolean;
+}
+
+export interface Trainer {
+  readonly backend: TrainingJobRef['backend'];
+  launch(spec: TrainingJobSpec): Promise<TrainingJobRef & { adopted: boolean }>;
+  describe(ref: TrainingJobRef): Promise<TrainingState>;
+  stop(ref: TrainingJobRef): Promise<void>;
+}
