@@ -1,0 +1,90 @@
+/**
+ * Reads sd-scripts' console output as it arrives. tqdm redraws its bar with `\r`, so chunks are
+ * split on `\r` and `\n`; a partial line waits for the next chunk. Pure: the supervisor feeds it,
+ * tests feed it recorded lines.
+ */
+import type { TrainingProgress } from '../pipeline/status';
+
+export interface KohyaOutputState {
+  progress: TrainingProgress;
+  /** sd-scripts printed "No data found": it exits 0 without training. */
+  noDataFound: boolean;
+  /** sd-scripts printed "model saved.": the final LoRA was written. */
+  modelSaved: boolean;
+  /** The last non-empty line seen: the likely reason when the process fails. */
+  lastLine?: string;
+}
+
+export type OutputStream = 'stdout' | 'stderr';
+
+// `steps:  12%|█▏        | 240/2000 [00:10<01:10, 3.2it/s, avr_loss=0.0871]`
+const STEPS_LINE = /steps:\s*\d+%\|[^|]*\|\s*(\d+)\/(\d+)(?:\s*\[([^\]]*)\])?/;
+const AVERAGE_LOSS = /avr_loss=([^,\]\s]+)/;
+// `epoch 1/10` (plain print or inside a log line's message)
+const EPOCH_LINE = /(?:^|\s)epoch (\d+)\/(\d+)(?=\s|$)/;
+// Totals sd-scripts prints before training starts: "num epochs / epoch数: 10".
+const TOTAL_EPOCHS = /num epochs \/ [^:]*:\s*(\d+)/;
+const TOTAL_STEPS = /total optimization steps \/ [^:]*:\s*(\d+)/;
+
+export class KohyaOutputParser {
+  private readonly tails: Record<OutputStream, string> = { stdout: '', stderr: '' };
+  private readonly current: KohyaOutputState = { progress: {}, noDataFound: false, modelSaved: false };
+
+  /** Feeds a chunk of one stream (each stream keeps its own partial line) and returns the state. */
+  feed(chunk: string, stream: OutputStream = 'stdout'): KohyaOutputState {
+    const pieces = (this.tails[stream] + chunk).split(/\r\n|\r|\n/);
+    this.tails[stream] = pieces.pop() ?? '';
+    for (const line of pieces) this.readLine(line);
+    return this.state;
+  }
+
+  /** Reads the partial lines left at the end of the output. */
+  end(): KohyaOutputState {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      this.readLine(this.tails[stream]);
+      this.tails[stream] = '';
+    }
+    return this.state;
+  }
+
+  get state(): KohyaOutputState {
+    return { ...this.current, progress: { ...this.current.progress } };
+  }
+
+  private readLine(raw: string): void {
+    const line = raw.trim();
+    if (line === '') return;
+    this.current.lastLine = line;
+    const progress = this.current.progress;
+
+    const steps = STEPS_LINE.exec(line);
+    if (steps) {
+      progress.step = Number(steps[1]);
+      progress.totalSteps = Number(steps[2]);
+      const loss = AVERAGE_LOSS.exec(steps[3] ?? '');
+      if (loss) {
+        const value = Number(loss[1]);
+        if (Number.isFinite(value)) {
+          progress.loss = value;
+        } else {
+          // Sticky: once the average is NaN the weights are too, even if a later line looks fine.
+          progress.lossIsNaN = true;
+          delete progress.loss;
+        }
+      }
+      return;
+    }
+    const epoch = EPOCH_LINE.exec(line);
+    if (epoch) {
+      progress.epoch = Number(epoch[1]);
+      progress.totalEpochs = Number(epoch[2]);
+      return;
+    }
+    const totalEpochs = TOTAL_EPOCHS.exec(line);
+    if (totalEpochs) progress.totalEpochs = Number(totalEpochs[1]);
+    const totalSteps = TOTAL_STEPS.exec(line);
+    if (totalSteps) progress.totalSteps = Number(totalSteps[1]);
+    if (line.includes('No data found')) this.current.noDataFound = true;
+    if (line.includes('model saved.')) this.current.modelSaved = true;
+  }
+}

@@ -1,0 +1,67 @@
+import { KohyaOutputParser } from '../../lib/kohya/progress';
+
+describe('KohyaOutputParser', () => {
+  it('reads step, total and loss from tqdm redraws split across chunks', () => {
+    const parser = new KohyaOutputParser();
+    parser.feed('steps:   0%|          | 0/2000 [00:00<?, ?it/s]', 'stderr');
+    // A redraw arrives in two chunks: nothing is read until the line is complete.
+    let state = parser.feed('\rsteps:  12%|█▏        | 240/20', 'stderr');
+    expect(state.progress).toEqual({ step: 0, totalSteps: 2000 });
+    state = parser.feed('00 [00:10<01:10, 3.2it/s, avr_loss=0.0871]\rsteps:  12%|█▏        | 241/2000 [00:10<01:10, 3.2it/s, avr_loss=0.087]', 'stderr');
+    expect(state.progress).toEqual({ step: 240, totalSteps: 2000, loss: 0.0871 });
+    // The last redraw has no terminator yet; end() reads it.
+    state = parser.end();
+    expect(state.progress).toEqual({ step: 241, totalSteps: 2000, loss: 0.087 });
+  });
+
+  it('reads epochs from stdout, also inside a log line', () => {
+    const parser = new KohyaOutputParser();
+    parser.feed('\nepoch 1/10\n');
+    expect(parser.state.progress).toEqual({ epoch: 1, totalEpochs: 10 });
+    parser.feed('2024-05-01 12:00:00 INFO     epoch 2/10                      train_network.py:1021\n');
+    expect(parser.state.progress).toEqual({ epoch: 2, totalEpochs: 10 });
+  });
+
+  it('keeps partial lines of stdout and stderr apart', () => {
+    const parser = new KohyaOutputParser();
+    parser.feed('epo', 'stdout');
+    parser.feed('steps:  50%|█████     | 5/10 [00:01<00:01, 5.0it/s, avr_loss=0.1]\r', 'stderr');
+    parser.feed('ch 3/4\n', 'stdout');
+    expect(parser.state.progress).toEqual({ step: 5, totalSteps: 10, loss: 0.1, epoch: 3, totalEpochs: 4 });
+  });
+
+  it('reads the totals sd-scripts prints before training', () => {
+    const parser = new KohyaOutputParser();
+    parser.feed('num epochs / epoch数: 10\r\ntotal optimization steps / 学習ステップ数: 500\r\n');
+    expect(parser.state.progress).toEqual({ totalEpochs: 10, totalSteps: 500 });
+  });
+
+  it('flags avr_loss=nan and keeps the flag', () => {
+    const parser = new KohyaOutputParser();
+    parser.feed('steps:  10%|█         | 10/100 [00:01<00:09, 10it/s, avr_loss=0.12]\r', 'stderr');
+    expect(parser.state.progress.lossIsNaN).toBeUndefined();
+    parser.feed('steps:  11%|█         | 11/100 [00:01<00:09, 10it/s, avr_loss=nan]\r', 'stderr');
+    expect(parser.state.progress).toEqual({ step: 11, totalSteps: 100, lossIsNaN: true });
+    parser.feed('steps:  12%|█▏        | 12/100 [00:01<00:09, 10it/s, avr_loss=0.11]\r', 'stderr');
+    expect(parser.state.progress).toMatchObject({ step: 12, lossIsNaN: true, loss: 0.11 });
+  });
+
+  it('flags "No data found" and "model saved." and remembers the last line', () => {
+    const parser = new KohyaOutputParser();
+    let state = parser.feed(
+      'No data found. Please verify arguments (train_data_dir must be the parent of folders with images) / 画像がありません。\n',
+    );
+    expect(state).toMatchObject({ noDataFound: true, modelSaved: false });
+    state = parser.feed('saving checkpoint: /out/demo.safetensors\nmodel saved.\n\n   \n');
+    expect(state).toMatchObject({ modelSaved: true, lastLine: 'model saved.' });
+    parser.feed('Traceback (most recent call last):\n  ...\ntorch.OutOfMemoryError: CUDA out of memory.\n', 'stderr');
+    expect(parser.state.lastLine).toBe('torch.OutOfMemoryError: CUDA out of memory.');
+  });
+
+  it('returns snapshots the caller cannot use to change its state', () => {
+    const parser = new KohyaOutputParser();
+    const state = parser.feed('epoch 1/2\n');
+    state.progress.epoch = 99;
+    expect(parser.state.progress.epoch).toBe(1);
+  });
+});

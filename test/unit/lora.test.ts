@@ -1,0 +1,204 @@
+import { buildLora, LoraBuildSpec } from '../../lib/lora/build';
+import { InvalidLoraError, verifyLora } from '../../lib/lora/verify';
+import { readSafetensorsHeader, sha256AfterHeader, tensorValues, TensorToWrite, writeSafetensors } from '../../lib/safetensors';
+
+const STARTED_AT = new Date('2024-05-01T12:00:00Z');
+
+function spec(overrides: Partial<LoraBuildSpec> = {}): LoraBuildSpec {
+  return {
+    family: 'sd15',
+    networkDim: 32,
+    networkAlpha: 16,
+    outputName: 'demo',
+    epochs: 10,
+    steps: 500,
+    seed: 1337,
+    dryRun: true,
+    startedAt: STARTED_AT,
+    ...overrides,
+  };
+}
+
+/** Decodes a file into writable tensors, lets the test damage them, and writes it again. */
+function rewrite(buf: Buffer, damage: (tensors: TensorToWrite[], metadata: Record<string, string>) => TensorToWrite[] | void): Buffer {
+  const header = readSafetensorsHeader(buf);
+  let tensors: TensorToWrite[] = Object.entries(header.tensors).map(([name, info]) => ({
+    name,
+    dtype: 'F16',
+    shape: info.shape,
+    data: tensorValues(buf, header, name),
+  }));
+  const metadata = { ...header.metadata };
+  tensors = damage(tensors, metadata) ?? tensors;
+  return writeSafetensors(tensors, metadata);
+}
+
+describe('buildLora', () => {
+  it('writes an SD 1.5 LoRA that verifies, with kohya key names and metadata', () => {
+    const file = buildLora(spec());
+    const summary = verifyLora(file, { family: 'sd15', networkDim: 32 });
+    expect(summary).toMatchObject({ tensorCount: 18, modules: 6, rank: 32 });
+
+    const header = readSafetensorsHeader(file);
+    const names = Object.keys(header.tensors);
+    expect(names).toContain('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight');
+    expect(names.filter((n) => n.startsWith('lora_unet_'))).toHaveLength(12);
+    expect(names.filter((n) => n.startsWith('lora_te_'))).toHaveLength(6);
+    expect(header.tensors['lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight']).toMatchObject({
+      dtype: 'F16',
+      shape: [32, 768],
+    });
+    expect(header.tensors['lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight'].shape).toEqual([320, 32]);
+    expect(header.tensors['lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha'].shape).toEqual([]);
+    expect(Array.from(tensorValues(file, header, 'lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha'))).toEqual([16]);
+
+    expect(summary.metadata).toMatchObject({
+      ss_output_name: 'demo',
+      ss_network_dim: '32',
+      ss_network_alpha: '16',
+      ss_network_module: 'networks.lora',
+      ss_base_model_version: 'sd_v1',
+      ss_num_epochs: '10',
+      ss_steps: '500',
+      ss_training_started_at: '1714564800',
+      'modelspec.architecture': 'stable-diffusion-v1/lora',
+      'modelspec.title': 'demo',
+      'modelspec.resolution': '512x512',
+      ss_dry_run: 'true',
+    });
+    expect(summary.metadata['modelspec.description']).toMatch(/dry-run.*untrained|untrained.*dry-run/i);
+    expect(summary.metadata.sshs_model_hash).toBe(sha256AfterHeader(file));
+    expect(file.length).toBeLessThan(1024 * 1024);
+  });
+
+  it('writes an SDXL LoRA with te1/te2 keys and SDXL metadata', () => {
+    const file = buildLora(spec({ family: 'sdxl', networkDim: 16, networkAlpha: 8 }));
+    const summary = verifyLora(file, { family: 'sdxl', networkDim: 16 });
+    expect(summary).toMatchObject({ tensorCount: 18, modules: 6, rank: 16 });
+    const names = Object.keys(readSafetensorsHeader(file).tensors);
+    expect(names.some((n) => n.startsWith('lora_te1_'))).toBe(true);
+    expect(names.some((n) => n.startsWith('lora_te2_'))).toBe(true);
+    expect(names.some((n) => n.startsWith('lora_te_'))).toBe(false);
+    expect(names).toContain('lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.alpha');
+    expect(summary.metadata).toMatchObject({
+      ss_base_model_version: 'sdxl_base_v1-0',
+      'modelspec.architecture': 'stable-diffusion-xl-v1-base/lora',
+      'modelspec.resolution': '1024x1024',
+    });
+    expect(file.length).toBeLessThan(1024 * 1024);
+  });
+
+  it('is deterministic for a spec and differs by seed', () => {
+    expect(buildLora(spec()).equals(buildLora(spec()))).toBe(true);
+    expect(sha256AfterHeader(buildLora(spec({ seed: 1 })))).not.toBe(sha256AfterHeader(buildLora(spec())));
+  });
+
+  it('marks only dry runs as dry runs', () => {
+    const metadata = verifyLora(buildLora(spec({ dryRun: false, epoch: 3 })), { family: 'sd15' }).metadata;
+    expect(metadata.ss_dry_run).toBeUndefined();
+    expect(metadata['modelspec.description']).toBeUndefined();
+    expect(metadata.ss_epoch).toBe('3');
+  });
+
+  it('names a bad parameter', () => {
+    expect(() => buildLora(spec({ networkDim: 0 }))).toThrow('networkDim: must be an integer >= 1, got 0');
+    expect(() => buildLora(spec({ epoch: 11 }))).toThrow('epoch: must be an integer from 1 to epochs (10), got 11');
+  });
+});
+
+describe('verifyLora', () => {
+  const good = buildLora(spec({ networkDim: 8, networkAlpha: 4 }));
+  const downQ = 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight';
+
+  it('rejects a truncated file as not safetensors', () => {
+    expect(() => verifyLora(good.subarray(0, good.length - 100), { family: 'sd15' })).toThrow(
+      /^not a valid safetensors file: tensor ".*": data_offsets \[\d+, \d+\] lie outside the \d+-byte data section$/,
+    );
+    expect(() => verifyLora(Buffer.from('<html>not found</html>'), { family: 'sd15' })).toThrow(/^not a valid safetensors file: header length/);
+  });
+
+  it('throws InvalidLoraError so callers can branch on the name', () => {
+    let caught: unknown;
+    try {
+      verifyLora(Buffer.alloc(3), { family: 'sd15' });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(InvalidLoraError);
+    expect((caught as Error).name).toBe('InvalidLoraError');
+  });
+
+  it('names the module whose alpha is missing', () => {
+    const damaged = rewrite(good, (tensors) => tensors.filter((t) => t.name !== 'lora_te_text_model_encoder_layers_0_self_attn_v_proj.alpha'));
+    expect(() => verifyLora(damaged, { family: 'sd15' })).toThrow(
+      'module "lora_te_text_model_encoder_layers_0_self_attn_v_proj" is incomplete: missing .alpha',
+    );
+  });
+
+  it('names a rank that differs from network_dim', () => {
+    expect(() => verifyLora(good, { family: 'sd15', networkDim: 32 })).toThrow('rank mismatch: the LoRA has rank 8 but network_dim is 32');
+  });
+
+  it('names a module whose down and up ranks disagree', () => {
+    const damaged = rewrite(good, (tensors) => {
+      const down = tensors.find((t) => t.name === downQ)!;
+      down.shape = [4, 320];
+      down.data = down.data.subarray(0, 4 * 320);
+    });
+    expect(() => verifyLora(damaged, { family: 'sd15' })).toThrow(
+      'module "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q": lora_down rank 4 does not match lora_up rank 8',
+    );
+  });
+
+  it('names metadata that contradicts the tensors', () => {
+    const damaged = rewrite(good, (_tensors, metadata) => {
+      metadata.ss_network_dim = '64';
+    });
+    expect(() => verifyLora(damaged, { family: 'sd15' })).toThrow('rank mismatch: metadata ss_network_dim is 64 but the tensors have rank 8');
+  });
+
+  it('names the tensor holding NaN or Inf', () => {
+    const withNaN = rewrite(good, (tensors) => {
+      tensors.find((t) => t.name === downQ)!.data[17] = NaN;
+    });
+    expect(() => verifyLora(withNaN, { family: 'sd15' })).toThrow(`tensor "${downQ}" contains NaN`);
+    const withInf = rewrite(good, (tensors) => {
+      tensors.find((t) => t.name === downQ)!.data[0] = 1e6; // beyond F16: stored as Inf
+    });
+    expect(() => verifyLora(withInf, { family: 'sd15' })).toThrow(`tensor "${downQ}" contains Inf`);
+  });
+
+  it('rejects a full checkpoint', () => {
+    const checkpoint = writeSafetensors(
+      [
+        { name: 'model.diffusion_model.input_blocks.0.0.weight', dtype: 'F16', shape: [2, 2], data: new Float32Array(4) },
+        { name: 'first_stage_model.decoder.conv_in.bias', dtype: 'F16', shape: [2], data: new Float32Array(2) },
+      ],
+      {},
+    );
+    expect(() => verifyLora(checkpoint, { family: 'sd15' })).toThrow(
+      /^no LoRA tensors \(lora_unet_\*, lora_te\*_\*\) found; the file starts with first_stage_model\.decoder\.conv_in\.bias, model\.diffusion_model.*not a kohya LoRA$/,
+    );
+  });
+
+  it('rejects stray tensors in a LoRA', () => {
+    const damaged = rewrite(good, (tensors) => [...tensors, { name: 'lora_unet_x.hada_w1_a', dtype: 'F16', shape: [1], data: new Float32Array(1) }]);
+    expect(() => verifyLora(damaged, { family: 'sd15' })).toThrow('tensor "lora_unet_x.hada_w1_a" is not part of a LoRA module');
+  });
+
+  it('rejects a LoRA for the other base model family', () => {
+    const sdxl = buildLora(spec({ family: 'sdxl', networkDim: 4 }));
+    expect(() => verifyLora(sdxl, { family: 'sd15' })).toThrow('metadata ss_base_model_version is "sdxl_base_v1-0", which is not SD 1.x (family sd15)');
+    // Without the metadata the key names alone must give it away.
+    const sdxlKeysOnly = rewrite(sdxl, (_tensors, metadata) => {
+      delete metadata.ss_base_model_version;
+    });
+    expect(() => verifyLora(sdxlKeysOnly, { family: 'sd15' })).toThrow(/^module "lora_te1_.*" uses SDXL key names, but the base model family is sd15/);
+    const sd15KeysOnly = rewrite(good, (_tensors, metadata) => {
+      delete metadata.ss_base_model_version;
+    });
+    expect(() => verifyLora(sd15KeysOnly, { family: 'sdxl' })).toThrow(/^module "lora_te_.*" uses SD 1\.x key names, but the base model family is sdxl/);
+    const sdxlUnetOnly = rewrite(sdxlKeysOnly, (tensors) => tensors.filter((t) => t.name.startsWith('lora_unet_')));
+    expect(() => verifyLora(sdxlUnetOnly, { family: 'sd15' })).toThrow(/^module "lora_unet_input_blocks_.*" uses SDXL key names/);
+  });
+});
