@@ -1,0 +1,1 @@
+export { loraTrainingWorkflow } from './loraTraining';
