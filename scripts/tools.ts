@@ -2,13 +2,16 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { PROJECT_ROOT } from '../lib/paths';
+import { PROJECT_ROOT } from '../adapters/project-paths';
 
 const Tools = z.object({
   temporal: z.string().min(1),
   temporalTestServer: z.string().min(1),
   motoServer: z.string().min(1),
   python: z.string().min(1),
+  aws: z.string().min(1),
+  /** open_clip's bpe_simple_vocab_16e6.txt.gz: the CLIP tokenizer's merges. */
+  clipMerges: z.string().min(1),
 });
 export type Tools = z.infer<typeof Tools>;
 

@@ -1,0 +1,54 @@
+/**
+ * The embedded example dataset: small synthetic pictures (drawn here, nothing copyrighted) with a
+ * caption each, in the flat "images + .txt beside them" form users start from.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import sharp from 'sharp';
+
+const COLOURS = ['#d1495b', '#edae49', '#00798c', '#30638e', '#6a4c93', '#8ac926'];
+const SHAPES = ['circle', 'square', 'triangle'] as const;
+
+export interface ExampleDatasetOptions {
+  count?: number;
+  triggerWord?: string;
+  /** Leave the last image without a caption: a caption error that sends the run to review. */
+  missingCaption?: boolean;
+}
+
+export async function writeExampleDataset(dir: string, options: ExampleDatasetOptions = {}): Promise<string[]> {
+  const { count = 6, triggerWord = 'lrdemo', missingCaption = false } = options;
+  await fs.mkdir(dir, { recursive: true });
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const shape = SHAPES[i % SHAPES.length];
+    const fill = COLOURS[i % COLOURS.length];
+    const background = COLOURS[(i + 3) % COLOURS.length];
+    // Mixed sizes and orientations, as real photo folders have.
+    const [width, height] = i % 2 === 0 ? [768, 640] : [600, 900];
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
+      <rect width="100%" height="100%" fill="${background}"/>
+      ${shapeSvg(shape, width, height, fill)}
+    </svg>`;
+    const name = `example-${String(i + 1).padStart(2, '0')}`;
+    await sharp(Buffer.from(svg)).jpeg({ quality: 90 }).toFile(path.join(dir, `${name}.jpg`));
+    if (!(missingCaption && i === count - 1)) {
+      await fs.writeFile(path.join(dir, `${name}.txt`), `${triggerWord}, a ${colourName(fill)} ${shape} on a plain background\n`);
+    }
+    names.push(`${name}.jpg`);
+  }
+  return names;
+}
+
+function shapeSvg(shape: (typeof SHAPES)[number], w: number, h: number, fill: string): string {
+  const r = Math.min(w, h) / 4;
+  const cx = w / 2;
+  const cy = h / 2;
+  if (shape === 'circle') return `<circle cx="${cx}" cy="${cy}" r="${r}" fill="${fill}"/>`;
+  if (shape === 'square') return `<rect x="${cx - r}" y="${cy - r}" width="${2 * r}" height="${2 * r}" fill="${fill}"/>`;
+  return `<polygon points="${cx},${cy - r} ${cx + r},${cy + r} ${cx - r},${cy + r}" fill="${fill}"/>`;
+}
+
+function colourName(hex: string): string {
+  return { '#d1495b': 'red', '#edae49': 'yellow', '#00798c': 'teal', '#30638e': 'blue', '#6a4c93': 'purple', '#8ac926': 'green' }[hex] ?? 'coloured';
+}
