@@ -24,7 +24,8 @@ hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 
 # --- npm packages -----------------------------------------------------------------------------
 npm_stamp=node_modules/.lora-setup-stamp
-npm_hash=$(hash_of package.json package-lock.json)
+# The lockfile alone: editing npm scripts must not trigger a reinstall.
+npm_hash=$(hash_of package-lock.json)
 if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_hash" ]; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error

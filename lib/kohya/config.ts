@@ -4,18 +4,11 @@
  * `resolution` must be the string "W,H"). Paths (train_data_dir, output_dir, the checkpoint) are
  * filled in by the trainer backend, which knows where things are on its machine.
  */
-import type { BaseModelFamily, TrainingRun } from '../pipeline/input';
-import { TARGET_SIZE } from '../pipeline/input';
+import type { TrainingRun } from '../pipeline/input';
+import { bucketSettings } from './buckets';
 
 export type KohyaValue = string | number | boolean;
 export type KohyaOptions = Record<string, KohyaValue>;
-
-/** Bucket settings preprocessing and training must agree on; one place for both. */
-export function bucketSettings(family: BaseModelFamily): { resolution: number; minBucketReso: number; maxBucketReso: number; step: number } {
-  return family === 'sdxl'
-    ? { resolution: TARGET_SIZE.sdxl, minBucketReso: 512, maxBucketReso: 2048, step: 64 }
-    : { resolution: TARGET_SIZE.sd15, minBucketReso: 256, maxBucketReso: 1024, step: 64 };
-}
 
 export function kohyaOptionsFor(run: Pick<TrainingRun, 'baseModel' | 'training' | 'runName'>): KohyaOptions {
   const family = run.baseModel.family;
