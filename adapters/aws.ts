@@ -40,12 +40,27 @@ export function awsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AwsConfi
   return parseOrThrow(AwsConfig, { AWS_REGION: env.AWS_REGION, AWS_ENDPOINT_URL: env.AWS_ENDPOINT_URL }, 'env');
 }
 
+/**
+ * The SDK warns on every start that releases after January 2027 need Node 22. We pin SDK versions
+ * and support Node 20 (package.json engines), so that notice is for maintainers, not for each run.
+ */
+function silenceFutureNodeNotice(): void {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+}
+
+/** Both clients the worker needs, from one validated configuration. */
+export function awsClients(cfg: AwsConfig): { s3: S3Client; sagemaker: SageMakerClient } {
+  return { s3: s3Client(cfg), sagemaker: sageMakerClient(cfg) };
+}
+
 export function s3Client(cfg: AwsConfig): S3Client {
+  silenceFutureNodeNotice();
   // S3-compatible servers rarely resolve virtual-hosted bucket names (bucket.localhost), so a
   // custom endpoint always means path-style addressing.
   return new S3Client({ region: cfg.region, endpoint: cfg.endpoint, forcePathStyle: cfg.endpoint !== undefined });
 }
 
 export function sageMakerClient(cfg: AwsConfig): SageMakerClient {
+  silenceFutureNodeNotice();
   return new SageMakerClient({ region: cfg.region, endpoint: cfg.endpoint });
 }

@@ -9,8 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { S3Client } from '@aws-sdk/client-s3';
-import { SageMakerClient } from '@aws-sdk/client-sagemaker';
+import { awsClients, awsConfigFromEnv } from '../adapters/aws';
 import { PROJECT_ROOT } from '../adapters/project-paths';
 import type { TrainingRunInput } from '../lib/pipeline/input';
 import { defaultWorkflowId, WORKFLOW_TYPE } from '../lib/pipeline/names';
@@ -40,7 +39,7 @@ async function main(): Promise<void> {
   console.log(`demo: generated ${images.length} example images with captions in ${dataset}`);
 
   const config = workerEnv();
-  const aws = { s3: new S3Client({}), sagemaker: new SageMakerClient({}) };
+  const aws = awsClients(awsConfigFromEnv());
   const workerConnection = await NativeConnection.connect({ address: DEV_ADDRESS });
   const worker = await createLoraWorker({ connection: workerConnection, taskQueue: DEMO_TASK_QUEUE, deps: createDeps(config, aws) });
   const connection = await Connection.connect({ address: DEV_ADDRESS });

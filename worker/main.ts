@@ -3,7 +3,7 @@
  * (TEMPORAL_*, LORA_*, AWS_*), validated on start so a typo names the variable.
  */
 import { NativeConnection } from '@temporalio/worker';
-import { awsConfigFromEnv, s3Client, sageMakerClient } from '../adapters/aws';
+import { awsClients, awsConfigFromEnv } from '../adapters/aws';
 import { temporalConfigFromEnv, tlsOf, unreachableMessage } from '../client/connection';
 import { workerEnv } from './config';
 import { createDeps, createLoraWorker } from './create';
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     connection,
     namespace: temporal.namespace,
     taskQueue: config.LORA_TASK_QUEUE,
-    deps: createDeps(config, { s3: s3Client(aws), sagemaker: sageMakerClient(aws) }),
+    deps: createDeps(config, awsClients(aws)),
   });
   console.log(`worker: polling task queue "${config.LORA_TASK_QUEUE}" on ${temporal.address} (namespace ${temporal.namespace})`);
   console.log(`worker: work store ${config.LORA_WORK_STORE}, default store ${config.LORA_STORE}, local jobs in ${config.LORA_JOBS_DIR}`);
