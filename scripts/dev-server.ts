@@ -105,6 +105,8 @@ async function runInForeground(): Promise<void> {
   await fs.mkdir(dataDir, { recursive: true });
   console.log(`Temporal dev server at ${DEV_ADDRESS}, Web UI ${WEB_UI}, db ${path.join(dataDir, 'temporal.db')} (Ctrl-C stops it)`);
   const child = spawn(installedTools().temporal, devServerArgs(), { stdio: 'inherit' });
+  // A terminal's Ctrl-C reaches both processes; a supervisor's SIGTERM reaches only this one.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
   await new Promise<void>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', () => resolve());

@@ -14,10 +14,12 @@ export interface ExampleDatasetOptions {
   triggerWord?: string;
   /** Leave the last image without a caption: a caption error that sends the run to review. */
   missingCaption?: boolean;
+  /** Multiplies the pictures' sides: camera-sized images make preprocessing take real time. */
+  scale?: number;
 }
 
 export async function writeExampleDataset(dir: string, options: ExampleDatasetOptions = {}): Promise<string[]> {
-  const { count = 6, triggerWord = 'lrdemo', missingCaption = false } = options;
+  const { count = 6, triggerWord = 'lrdemo', missingCaption = false, scale = 1 } = options;
   await fs.mkdir(dir, { recursive: true });
   const names: string[] = [];
   for (let i = 0; i < count; i++) {
@@ -25,7 +27,7 @@ export async function writeExampleDataset(dir: string, options: ExampleDatasetOp
     const fill = COLOURS[i % COLOURS.length];
     const background = COLOURS[(i + 3) % COLOURS.length];
     // Mixed sizes and orientations, as real photo folders have.
-    const [width, height] = i % 2 === 0 ? [768, 640] : [600, 900];
+    const [width, height] = (i % 2 === 0 ? [768, 640] : [600, 900]).map((side) => side * scale);
     const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
       <rect width="100%" height="100%" fill="${background}"/>
       ${shapeSvg(shape, width, height, fill)}

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { PROJECT_ROOT } from '../adapters/project-paths';
+import { MODEL_PACKAGE_GROUP_PREFIX } from '../lib/lora/model-package';
 import { TASK_QUEUE } from '../lib/pipeline/names';
 import { parseOrThrow } from '../lib/pipeline/input';
 
@@ -27,8 +28,15 @@ export const WorkerEnv = z.object({
   LORA_WORK_STORE: z.string().regex(/^(file|s3):\/\//, 'must be a file:// or s3:// URI').default(pathToFileURL(path.join(dataDir, 'work')).href),
   LORA_STORE: z.string().regex(/^(file|s3):\/\//, 'must be a file:// or s3:// URI').default(pathToFileURL(path.join(dataDir, 'store')).href),
   LORA_JOBS_DIR: z.string().min(1).default(path.join(dataDir, 'jobs')),
+  /** host:port for a Prometheus `/metrics` endpoint with the Temporal runtime's worker metrics. */
+  LORA_METRICS_ADDRESS: z.string().regex(/^[^\s:/]+:\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:9464').optional(),
+  /** `json`: one JSON object per log line (for log collectors); `pretty`: the SDK's readable lines. */
+  LORA_LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
+  LORA_LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   LORA_KOHYA_COMMAND_SD15: COMMAND,
   LORA_KOHYA_COMMAND_SDXL: COMMAND,
+  /** Set to also register each LoRA (S3 stores only) in the SageMaker Model Registry, group `<prefix>-<run name>`. */
+  LORA_MODEL_PACKAGE_GROUP_PREFIX: z.preprocess((value) => (value === '' ? undefined : value), MODEL_PACKAGE_GROUP_PREFIX.optional()),
 });
 export type WorkerEnv = z.output<typeof WorkerEnv>;
 

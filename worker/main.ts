@@ -2,25 +2,24 @@
  * `npm run worker`: one worker process for every stage. Configuration comes from the environment
  * (TEMPORAL_*, LORA_*, AWS_*), validated on start so a typo names the variable.
  */
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type LogEntry } from '@temporalio/worker';
 import { awsClients, awsConfigFromEnv } from '../adapters/aws';
+import type { Trainer } from '../adapters/trainer/types';
 import { temporalConfigFromEnv, tlsOf, unreachableMessage } from '../client/connection';
-import { workerEnv } from './config';
+import { workerEnv, type WorkerEnv } from './config';
 import { createDeps, createLoraWorker } from './create';
 
-async function main(): Promise<void> {
+/** Runs until SIGINT/SIGTERM; `trainers` replaces backends (the load benchmark's fake trainer). */
+export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend'], Trainer>> = {}): Promise<void> {
   const temporal = temporalConfigFromEnv(process.env);
   const config = workerEnv();
-  const aws = awsConfigFromEnv(process.env);
+  installRuntime(config);
   const connection = await NativeConnection.connect({ address: temporal.address, tls: tlsOf(temporal), apiKey: temporal.apiKey }).catch(() => {
     throw new Error(unreachableMessage(temporal));
   });
-  const worker = await createLoraWorker({
-    connection,
-    namespace: temporal.namespace,
-    taskQueue: config.LORA_TASK_QUEUE,
-    deps: createDeps(config, awsClients(aws)),
-  });
+  const deps = createDeps(config, awsClients(awsConfigFromEnv(process.env)));
+  Object.assign(deps.trainers, trainers);
+  const worker = await createLoraWorker({ connection, namespace: temporal.namespace, taskQueue: config.LORA_TASK_QUEUE, deps });
   console.log(`worker: polling task queue "${config.LORA_TASK_QUEUE}" on ${temporal.address} (namespace ${temporal.namespace})`);
   console.log(`worker: work store ${config.LORA_WORK_STORE}, default store ${config.LORA_STORE}, local jobs in ${config.LORA_JOBS_DIR}`);
   // Worker.run() returns after SIGINT/SIGTERM once in-flight tasks finished or were handed back.
@@ -28,7 +27,25 @@ async function main(): Promise<void> {
   await connection.close();
 }
 
-main().catch((err: unknown) => {
-  console.error(`worker: ${(err as Error).message}`);
-  process.exit(1);
-});
+/**
+ * Logs and metrics for operators. Activity and workflow log lines carry the workflow id (the run
+ * id) in their metadata, so `json` logs can be filtered per run.
+ */
+function installRuntime(config: WorkerEnv): void {
+  const writeJson = (entry: LogEntry): void => {
+    const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+    process.stderr.write(`${JSON.stringify({ time, level: entry.level, message: entry.message, ...entry.meta })}\n`);
+  };
+  Runtime.install({
+    logger: new DefaultLogger(config.LORA_LOG_LEVEL, config.LORA_LOG_FORMAT === 'json' ? writeJson : undefined),
+    telemetryOptions: config.LORA_METRICS_ADDRESS ? { metrics: { prometheus: { bindAddress: config.LORA_METRICS_ADDRESS } } } : undefined,
+  });
+  if (config.LORA_METRICS_ADDRESS) console.log(`worker: Prometheus metrics at http://${config.LORA_METRICS_ADDRESS}/metrics`);
+}
+
+if (require.main === module) {
+  runWorkerFromEnv().catch((err: unknown) => {
+    console.error(`worker: ${(err as Error).message}`);
+    process.exit(1);
+  });
+}

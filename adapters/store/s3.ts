@@ -127,7 +127,7 @@ export class S3Store implements ObjectStore {
       response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.s3Key(key) }));
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw err;
+      throw withHeadErrorName(err, this.uriOf(key));
     }
     const info: ObjectInfo = { key, size: response.ContentLength ?? 0 };
     const recorded = response.Metadata?.[SHA256_METADATA];
@@ -197,6 +197,16 @@ function errorName(err: unknown): unknown {
 
 function httpStatus(err: unknown): unknown {
   return (err as { $metadata?: { httpStatusCode?: unknown } } | null)?.$metadata?.httpStatusCode;
+}
+
+/**
+ * HeadObject answers without a body, so the SDK cannot read S3's error code and names a 403
+ * "Unknown"/"Forbidden" with message "UnknownError". Give it the name S3 means, AccessDenied, and
+ * a message naming the object, keeping `$metadata` so it still classifies as an AWS error.
+ */
+function withHeadErrorName(err: unknown, uri: string): unknown {
+  if (httpStatus(err) !== 403 || !(err instanceof Error)) return err;
+  return Object.assign(err, { name: 'AccessDenied', message: `access denied to ${uri} (HeadObject returned 403)` });
 }
 
 /**
