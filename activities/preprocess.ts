@@ -1,35 +1,43 @@
 /**
- * Preprocess: turn a flat folder of images and `.txt` captions into a Kohya-SS training folder in
- * the work store. Each image is oriented, cropped to the family's square, flattened onto white and
- * written as 8-bit sRGB PNG; its caption is copied beside it unchanged. Per-file problems are
- * recorded in the manifest and never fail the run; only an unreadable dataset or one without a
- * single usable image does. History gets the manifest key and counts, never per-image lists.
+ * Preprocess: turn a dataset (a flat folder of images with `.txt` captions, or kohya
+ * `<repeats>_<name>/` folders) into kohya training folders in the work store, each image written
+ * at exactly the size sd-scripts will train it at, with its caption beside it.
+ *
+ * Three activities, so the workflow can spread a large dataset over workers: `planPreprocess`
+ * lists the dataset and stores a plan; `preprocessBatch` processes one slice of it; and
+ * `finishPreprocess` merges the batches, finds duplicates, draws the contact sheets and writes the
+ * manifest. `preprocessDataset` runs all three in one execution, for small datasets and tests.
+ * Per-file problems are reported, never thrown, unless the run is strict. History gets keys and
+ * counts only.
  */
 import { createHash } from 'node:crypto';
-import type { Dirent } from 'node:fs';
-import * as fs from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
-import sharp from 'sharp';
 import { z } from 'zod';
-import { assertSafeKey, ObjectNotFoundError } from '../adapters/store/types';
+import { ObjectNotFoundError } from '../adapters/store/types';
+import { planDataset, INPUT_EXTENSIONS } from '../lib/image/dataset';
+import { findDuplicates } from '../lib/image/duplicates';
+import { OUTPUT_EXTENSION, PreprocessOptions } from '../lib/image/options';
 import {
-  CAPTION_EXTENSION,
-  IMAGE_EXTENSIONS,
-  isCaptionFile,
-  isImageFile,
-  kohyaFolderName,
-  kohyaImageName,
-  stemOf,
-} from '../lib/kohya/layout';
+  batchCount,
+  batchImages,
+  batchResultKeyOf,
+  BatchResultFile,
+  planKeyOf,
+  PreprocessPlanFile,
+  thumbnailStripKeyOf,
+  type BatchImage,
+} from '../lib/image/stage-files';
+import { bucketName, bucketSettings } from '../lib/kohya/buckets';
 import { BASE_MODEL_FAMILIES, TARGET_SIZE, formatZodError } from '../lib/pipeline/input';
-import type { ActivityProgress, ImageCounts } from '../lib/pipeline/status';
 import { DatasetManifest, manifestKeyOf, trainDataDirOf } from '../lib/pipeline/manifest';
+import type { ActivityProgress, ImageCounts } from '../lib/pipeline/status';
 import type { ActivityDeps } from './deps';
+import { CONTENT_TYPES, renderImage, thumbnailOfOutput } from './preprocess-image';
+import { encodeThumbnailStrip, writeContactSheets, type SheetEntry } from './preprocess-sheet';
+import { openDataset } from './preprocess-source';
 
 export const PreprocessInput = z
   .object({
@@ -38,334 +46,382 @@ export const PreprocessInput = z
     /** A local folder, a file:// URI or an s3:// URI. */
     dataset: z.string().min(1, 'is required: a folder of images with .txt captions'),
     family: z.enum(BASE_MODEL_FAMILIES),
+    /** For a flat dataset: its kohya folder is `<repeats>_<concept>`. */
     repeats: z.number().int().min(1),
     concept: z.string().regex(/^[^\s/\\_][^/\\]*$/, 'must be a folder-safe name without "/" or "\\"'),
+    options: PreprocessOptions.prefault({}),
   })
   .strict();
 export type PreprocessInput = z.input<typeof PreprocessInput>;
 
+const BatchInput = z.object({ planKey: z.string().min(1), batch: z.number().int().nonnegative() }).strict();
+const FinishInput = z.object({ planKey: z.string().min(1) }).strict();
+
+export interface PreprocessPlanResult {
+  planKey: string;
+  /** Batches to run, numbered from 0. */
+  batches: number;
+  /** Image files found, including those already skipped by name. */
+  total: number;
+  skipped: number;
+}
+
+export interface PreprocessBatchResult {
+  batch: number;
+  kept: number;
+  skipped: number;
+}
+
 export interface PreprocessResult {
   manifestKey: string;
   counts: ImageCounts;
+  /** Kept images per bucket, e.g. {"576x448": 12}: a handful of entries at most. */
+  buckets: Record<string, number>;
 }
 
 type ManifestImage = DatasetManifest['images'][number];
-type SkippedImage = DatasetManifest['skipped'][number];
+type Skipped = DatasetManifest['skipped'][number];
 
 /** How many skip reasons a NoUsableImages failure quotes; the manifest has all of them. */
 const REASONS_IN_FAILURE = 3;
+/** A running batch saves what it has done this often, so a retry does not redo it. */
+const CHECKPOINT_INTERVAL_MS = 10_000;
 
-export function makePreprocessActivities(deps: ActivityDeps) {
-  async function preprocessDataset(rawInput: PreprocessInput): Promise<PreprocessResult> {
-    const input = parseInput(rawInput);
-    const target = TARGET_SIZE[input.family];
-    const folder = kohyaFolderName(input.repeats, input.concept);
-    const folderKey = `${trainDataDirOf(input.runId)}/${folder}`;
-    const manifestKey = manifestKeyOf(input.runId);
+interface LoadedPlan {
+  plan: PreprocessPlanFile;
+  planKey: string;
+  planSha256: string;
+}
+
+type Outcome = { image: BatchImage; thumbnail: Buffer } | { skipped: Skipped };
+
+export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurrency?: number } = {}) {
+  // Limits for the worker, shared by every batch it runs: one image decoding per core, and a few
+  // more being read or written meanwhile, so that I/O never leaves a core idle.
+  const concurrency = tuning.concurrency ?? availableParallelism();
+  const decoding = pLimit(concurrency);
+  const inFlight = pLimit(2 * concurrency);
+
+  async function planPreprocess(rawInput: PreprocessInput): Promise<PreprocessPlanResult> {
+    const { plan, planKey } = await writePlan(parse(PreprocessInput, rawInput, 'planPreprocess input'));
+    return { planKey, batches: plan.batches, total: plan.images.length + plan.skipped.length, skipped: plan.skipped.length };
+  }
+
+  async function preprocessBatch(rawInput: z.input<typeof BatchInput>): Promise<PreprocessBatchResult> {
+    const { planKey, batch } = parse(BatchInput, rawInput, 'preprocessBatch input');
+    const loaded = await readPlan(planKey);
+    if (batch >= loaded.plan.batches) {
+      throw ApplicationFailure.nonRetryable(`preprocessBatch input.batch: ${batch} is out of range, ${planKey} has ${loaded.plan.batches} batches`, 'InvalidInput');
+    }
     const context = Context.current();
+    const total = batchImages(loaded.plan.images, loaded.plan.options.batchSize, batch).length;
+    let done = 0;
+    const heartbeat = () => context.heartbeat({ done, total, unit: 'images' } satisfies ActivityProgress);
+    heartbeat();
+    const result = await runBatch(loaded, batch, () => {
+      done += 1;
+      heartbeat();
+    });
+    return { batch, kept: result.images.length, skipped: result.skipped.length };
+  }
 
-    const source = await openDataset(input.dataset, deps);
-    const plan = planDataset(source.files);
-    const images: ManifestImage[] = [];
-    const skipped: SkippedImage[] = [...plan.collisions];
-    const total = plan.images.length + plan.collisions.length;
-    let done = plan.collisions.length;
-    const reportProgress = () => context.heartbeat({ done, total, unit: 'images' } satisfies ActivityProgress);
-    reportProgress();
+  async function finishPreprocess(rawInput: z.input<typeof FinishInput>): Promise<PreprocessResult> {
+    const { planKey } = parse(FinishInput, rawInput, 'finishPreprocess input');
+    const context = Context.current();
+    const loaded = await readPlan(planKey);
+    const total = loaded.plan.images.length;
+    const heartbeat = (done: number) => context.heartbeat({ done, total, unit: 'images' } satisfies ActivityProgress);
+    heartbeat(0);
+    return finish(loaded, heartbeat);
+  }
 
-    async function preprocessImage(name: string, caption: string | undefined): Promise<ManifestImage | SkippedImage> {
-      const stem = stemOf(name);
-      const output = `${folderKey}/${kohyaImageName(stem)}`;
-      const captionKey = `${folderKey}/${stem}${CAPTION_EXTENSION}`;
-      try {
-        assertSafeKey(output);
-      } catch {
-        return { source: name, reason: `the name cannot be used as a store key (it contains "\\"); rename the file` };
-      }
-      const bytes = await source.read(name);
-      if ('reason' in bytes) return { source: name, reason: bytes.reason };
-      if (bytes.length === 0) return { source: name, reason: 'empty file (0 bytes)' };
-      let captionBytes: Buffer | undefined;
-      if (caption !== undefined) {
-        const read = await source.read(caption);
-        if ('reason' in read) return { source: name, reason: `caption ${caption}: ${read.reason}` };
-        captionBytes = read;
-      }
-      const rendered = await renderSquare(bytes, target);
-      if ('reason' in rendered) return { source: name, reason: rendered.reason };
-      const put = await deps.workStore.put(output, rendered.data, { contentType: 'image/png', sha256: sha256(rendered.data) });
-      if (captionBytes !== undefined) {
-        await deps.workStore.put(captionKey, captionBytes, {
-          contentType: 'text/plain; charset=utf-8',
-          sha256: sha256(captionBytes),
-        });
-      }
+  /** The whole stage in one execution: plan, every batch (sharing the worker's limits), finish. */
+  async function preprocessDataset(rawInput: PreprocessInput): Promise<PreprocessResult> {
+    const loaded = await writePlan(parse(PreprocessInput, rawInput, 'preprocessDataset input'));
+    const context = Context.current();
+    const total = loaded.plan.images.length + loaded.plan.skipped.length;
+    let done = loaded.plan.skipped.length;
+    const heartbeat = () => context.heartbeat({ done, total, unit: 'images' } satisfies ActivityProgress);
+    heartbeat();
+    const batches = Array.from({ length: loaded.plan.batches }, (_, batch) =>
+      runBatch(loaded, batch, () => {
+        done += 1;
+        heartbeat();
+      }),
+    );
+    await Promise.all(batches);
+    return finish(loaded, () => context.heartbeat({ done, total, unit: 'images' } satisfies ActivityProgress));
+  }
+
+  async function writePlan(input: z.output<typeof PreprocessInput>): Promise<LoadedPlan> {
+    const reader = openDataset(input.dataset, deps);
+    const listing = await reader.list();
+    const options = { ...input.options, size: input.options.size ?? TARGET_SIZE[input.family] };
+    const buckets = bucketSettings(input.family, options.size);
+    const datasetPlan = planDataset(listing, {
+      repeats: input.repeats,
+      concept: input.concept,
+      trainDataDir: trainDataDirOf(input.runId),
+      outputExtension: OUTPUT_EXTENSION[options.format],
+    });
+    if (options.strict && datasetPlan.skipped.length > 0) throw strictFailure(datasetPlan.skipped[0]);
+    const plan: PreprocessPlanFile = {
+      version: 1,
+      runId: input.runId,
+      dataset: reader.location,
+      family: input.family,
+      options,
+      buckets,
+      ...datasetPlan,
+      batches: batchCount(datasetPlan.images.length, options.batchSize),
+    };
+    const planKey = planKeyOf(input.runId);
+    const text = JSON.stringify(plan);
+    await deps.workStore.put(planKey, text, { contentType: 'application/json', sha256: sha256(text) });
+    return { plan, planKey, planSha256: sha256(text) };
+  }
+
+  async function readPlan(planKey: string): Promise<LoadedPlan> {
+    let bytes: Buffer;
+    try {
+      bytes = await deps.workStore.get(planKey);
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) throw ApplicationFailure.nonRetryable(`preprocess plan not found: ${err.uri} (run planPreprocess first)`, 'PlanNotFound');
+      throw err;
+    }
+    const plan = parse(PreprocessPlanFile, JSON.parse(bytes.toString('utf8')), `preprocess plan ${planKey}`);
+    return { plan, planKey, planSha256: sha256(bytes) };
+  }
+
+  /** A batch result of this plan, complete or a checkpoint; undefined when there is none yet. */
+  async function readBatchResult({ plan, planSha256 }: LoadedPlan, batch: number): Promise<BatchResultFile | undefined> {
+    let bytes: Buffer;
+    try {
+      bytes = await deps.workStore.get(batchResultKeyOf(plan.runId, batch));
+    } catch (err) {
+      if (err instanceof ObjectNotFoundError) return undefined;
+      throw err;
+    }
+    const parsed = BatchResultFile.safeParse(JSON.parse(bytes.toString('utf8')));
+    return parsed.success && parsed.data.planSha256 === planSha256 && parsed.data.batch === batch ? parsed.data : undefined;
+  }
+
+  async function runBatch(loaded: LoadedPlan, batch: number, onImageDone: () => void): Promise<BatchResultFile> {
+    const { plan, planSha256 } = loaded;
+    const images = batchImages(plan.images, plan.options.batchSize, batch);
+    const previous = await readBatchResult(loaded, batch);
+    if (previous?.complete) {
+      for (let i = 0; i < images.length; i++) onImageDone();
+      return previous;
+    }
+    const reusable = new Map(previous?.images.map((image) => [image.source, image]));
+    const reader = openDataset(plan.dataset, deps);
+    const { cancellationSignal: cancelled, info } = Context.current();
+    // Only a retry can find its own outputs already written; a first attempt need not look.
+    const retrying = previous !== undefined || info.attempt > 1;
+    const write = (key: string, bytes: Buffer, contentType: string) => putUnlessSame(key, bytes, contentType, retrying);
+    const stopped = new AbortController();
+    const outcomes: (Outcome | undefined)[] = new Array(images.length);
+    const resultOf = (complete: boolean): BatchResultFile => {
+      const done = outcomes.filter((o): o is Outcome => o !== undefined);
       return {
-        source: name,
-        sourceSha256: sha256(bytes),
-        output: put.key,
-        width: rendered.width,
-        height: rendered.height,
-        caption: captionBytes === undefined ? null : captionKey,
+        version: 1,
+        planSha256,
+        batch,
+        complete,
+        images: done.flatMap((o) => ('image' in o ? [o.image] : [])),
+        skipped: done.flatMap((o) => ('skipped' in o ? [o.skipped] : [])),
+      };
+    };
+    const save = (result: BatchResultFile) =>
+      deps.workStore.put(batchResultKeyOf(plan.runId, batch), JSON.stringify(result), { contentType: 'application/json' });
+    let lastSave = Date.now();
+    let saving: Promise<unknown> = Promise.resolve();
+
+    async function processImage(planned: PreprocessPlanFile['images'][number]): Promise<Outcome> {
+      const skip = (reason: string): Outcome => ({ skipped: { source: planned.source, reason } });
+      const bytes = await reader.read(planned.source);
+      if ('reason' in bytes) return skip(bytes.reason);
+      let caption: Buffer | undefined;
+      if (planned.caption !== undefined) {
+        const read = await reader.read(planned.caption);
+        if ('reason' in read) return skip(`caption ${planned.caption}: ${read.reason}`);
+        caption = read;
+      }
+      const sourceSha256 = sha256(bytes);
+      const earlier = reusable.get(planned.source);
+      if (earlier?.sourceSha256 === sourceSha256 && (await hashOf(earlier.output)) === earlier.outputSha256) {
+        // A retry: this image was written by an earlier attempt from the same source.
+        if (caption !== undefined) await write(planned.captionKey, caption, 'text/plain; charset=utf-8');
+        const written = await deps.workStore.get(earlier.output);
+        return { image: earlier, thumbnail: await decoding(() => thumbnailOfOutput(written)) };
+      }
+      const rendered = await decoding(() => renderImage(bytes, { ...plan.options, buckets: plan.buckets }));
+      if ('reason' in rendered) return skip(rendered.reason);
+      const outputSha256 = await write(planned.output, rendered.data, CONTENT_TYPES[plan.options.format]);
+      if (caption !== undefined) await write(planned.captionKey, caption, 'text/plain; charset=utf-8');
+      const { plan: imagePlan } = rendered;
+      return {
+        image: {
+          source: planned.source,
+          sourceSha256,
+          sourceFormat: rendered.sourceFormat,
+          sourceWidth: imagePlan.oriented.width,
+          sourceHeight: imagePlan.oriented.height,
+          folder: planned.folder,
+          output: planned.output,
+          outputSha256,
+          width: imagePlan.output.width,
+          height: imagePlan.output.height,
+          caption: caption === undefined ? null : planned.captionKey,
+          bucket: imagePlan.output,
+          crop: rendered.crop,
+          scale: Number(imagePlan.scale.toFixed(4)),
+          warnings: imagePlan.warnings,
+          ...rendered.fingerprint,
+        },
+        thumbnail: rendered.thumbnail,
       };
     }
 
-    const limit = pLimit(availableParallelism());
     await Promise.all(
-      plan.images.map(({ name, caption }) =>
-        limit(async () => {
+      images.map((planned, i) =>
+        inFlight(async () => {
           // Activities learn of cancellation through heartbeats; stop taking new images once cancelled.
-          context.cancellationSignal.throwIfAborted();
-          const outcome = await preprocessImage(name, caption);
-          if ('reason' in outcome) skipped.push(outcome);
-          else images.push(outcome);
-          done += 1;
-          reportProgress();
+          cancelled.throwIfAborted();
+          if (stopped.signal.aborted) return;
+          const outcome = await processImage(planned);
+          if ('skipped' in outcome && plan.options.strict) {
+            stopped.abort();
+            throw strictFailure(outcome.skipped);
+          }
+          outcomes[i] = outcome;
+          onImageDone();
+          if (Date.now() - lastSave >= CHECKPOINT_INTERVAL_MS) {
+            lastSave = Date.now();
+            saving = saving.then(() => save(resultOf(false)));
+          }
         }),
       ),
     );
+    await saving;
+    const result = resultOf(true);
+    const thumbnails = outcomes.flatMap((o) => (o !== undefined && 'image' in o ? [o.thumbnail] : []));
+    // The strip first: a complete result promises its thumbnails exist.
+    if (thumbnails.length > 0) {
+      await deps.workStore.put(thumbnailStripKeyOf(plan.runId, batch), await encodeThumbnailStrip(thumbnails), { contentType: 'image/jpeg' });
+    }
+    await save(result);
+    return result;
+  }
 
-    // Images finish in any order; sorting keeps the manifest identical across retries.
-    images.sort(bySource);
-    skipped.sort(bySource);
-    const counts: ImageCounts = { found: total, kept: images.length, skipped: skipped.length };
+  /** SHA-256 of an object in the work store, or undefined when it is not there. */
+  async function hashOf(key: string): Promise<string | undefined> {
+    return (await deps.workStore.head(key, { withHash: true }))?.sha256;
+  }
+
+  /** Writes, unless asked to check first and the store holds these exact bytes; returns their SHA-256. */
+  async function putUnlessSame(key: string, bytes: Buffer, contentType: string, checkFirst: boolean): Promise<string> {
+    if (!checkFirst) {
+      // Stores hash what they write anyway: no need to hash it twice.
+      return (await deps.workStore.put(key, bytes, { contentType })).sha256 ?? sha256(bytes);
+    }
+    const hash = sha256(bytes);
+    if ((await hashOf(key)) !== hash) await deps.workStore.put(key, bytes, { contentType, sha256: hash });
+    return hash;
+  }
+
+  async function finish(loaded: LoadedPlan, onProgress: (done: number) => void): Promise<PreprocessResult> {
+    const { plan, planKey } = loaded;
+    const kept: { image: BatchImage; batch: number; slot: number }[] = [];
+    const skipped: Skipped[] = [...plan.skipped];
+    for (let batch = 0; batch < plan.batches; batch++) {
+      const result = await readBatchResult(loaded, batch);
+      if (!result?.complete) {
+        throw ApplicationFailure.nonRetryable(`batch ${batch} of ${planKey} has not completed: run preprocessBatch for every batch first`, 'BatchIncomplete');
+      }
+      result.images.forEach((image, slot) => kept.push({ image, batch, slot }));
+      skipped.push(...result.skipped);
+    }
+
+    const duplicates = findDuplicates(kept.map((k) => k.image));
+    const images: ManifestImage[] = [];
+    const sheet: SheetEntry[] = [];
+    const buckets: Record<string, number> = {};
+    kept.forEach(({ image, batch, slot }, i) => {
+      const first = duplicates.exact.get(i);
+      if (first !== undefined) {
+        skipped.push({ source: image.source, reason: `duplicate of ${kept[first].image.source}: identical pixels after preprocessing` });
+        return;
+      }
+      const near = duplicates.near.get(i);
+      const warnings = near ? [...image.warnings, `near-duplicate: looks like ${kept[near.of].image.source} (${near.distance} of 64 hash bits differ)`] : image.warnings;
+      const { phash: _phash, colour: _colour, ...entry } = image;
+      images.push({ ...entry, warnings });
+      sheet.push({ name: image.source, detail: bucketName(image.bucket).replace('x', '×'), warnings, batch, slot });
+      buckets[bucketName(image.bucket)] = (buckets[bucketName(image.bucket)] ?? 0) + 1;
+    });
+    skipped.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
+
+    const contactSheets = await writeContactSheets(deps.workStore, plan.runId, sheet, onProgress);
+    const counts = { found: images.length + skipped.length, kept: images.length, skipped: skipped.length };
     const manifest: DatasetManifest = {
       version: 1,
-      runId: input.runId,
-      dataset: source.location,
-      family: input.family,
-      target,
-      folder,
+      runId: plan.runId,
+      dataset: plan.dataset,
+      family: plan.family,
+      target: plan.options.size,
+      folder: plan.folders[0]?.name ?? '',
       images,
       skipped,
       orphanCaptions: plan.orphanCaptions,
-      counts,
+      counts: { ...counts, warned: images.filter((i) => (i.warnings ?? []).length > 0).length, duplicates: duplicates.exact.size },
+      preprocess: { ...plan.options, buckets: plan.buckets },
+      layout: plan.layout,
+      folders: plan.folders.map((f) => ({ ...f, images: images.filter((i) => i.folder === f.name).length })),
+      ignoredFolders: plan.ignoredFolders,
+      buckets,
+      contactSheets,
     };
-    await deps.workStore.put(manifestKey, `${JSON.stringify(manifest, null, 2)}\n`, { contentType: 'application/json' });
+    const manifestKey = manifestKeyOf(plan.runId);
+    // Parsed before writing: checks what readers will get, in the key order they write it back in.
+    const text = `${JSON.stringify(DatasetManifest.parse(manifest), null, 2)}\n`;
+    await deps.workStore.put(manifestKey, text, { contentType: 'application/json', sha256: sha256(text) });
 
-    if (counts.kept === 0) throw noUsableImages(source, manifest, manifestKey);
-    return { manifestKey, counts };
+    if (plan.options.strict && duplicates.exact.size > 0) {
+      const [index] = duplicates.exact.keys();
+      throw strictFailure(skipped.find((s) => s.source === kept[index].image.source) as Skipped);
+    }
+    if (counts.kept === 0) throw noUsableImages(manifest, manifestKey);
+    return { manifestKey, counts, buckets };
   }
 
-  return { preprocessDataset };
+  return { planPreprocess, preprocessBatch, finishPreprocess, preprocessDataset };
 }
 
-function parseInput(raw: unknown): z.output<typeof PreprocessInput> {
-  const parsed = PreprocessInput.safeParse(raw);
-  if (!parsed.success) {
-    throw ApplicationFailure.nonRetryable(formatZodError(parsed.error, 'preprocessDataset input'), 'InvalidInput');
-  }
+function parse<S extends z.ZodType>(schema: S, raw: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(formatZodError(parsed.error, what), 'InvalidInput');
   return parsed.data;
 }
 
-interface RenderedImage {
-  data: Buffer;
-  width: number;
-  height: number;
+function strictFailure(skipped: Skipped): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    `strict preprocessing stopped at ${skipped.source}: ${skipped.reason} (turn preprocess.strict off to skip such files and go on)`,
+    'PreprocessStrict',
+  );
 }
 
-/** sharp's default `limitInputPixels`: larger images are refused before decoding. */
-const MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
-
-/**
- * The square training image: EXIF orientation baked in (sd-scripts ignores it), alpha flattened
- * onto white (kohya drops alpha, which would leave whatever colour the transparent pixels hold),
- * cover-scaled with Lanczos and centre-cropped, 8-bit sRGB PNG without metadata.
- *
- * libvips collects errors in one process-wide buffer, so while images are processed concurrently
- * sharp's messages can carry other images' errors: skip reasons are classified here instead, which
- * also keeps the manifest identical across retries.
- */
-async function renderSquare(bytes: Buffer, size: number): Promise<RenderedImage | { reason: string }> {
-  const header = await sharp(bytes)
-    .metadata()
-    .catch(() => undefined);
-  if (header === undefined) return { reason: 'not a readable image: unknown format or corrupt header' };
-  if (header.width * header.height > MAX_INPUT_PIXELS) {
-    return { reason: `too large: ${header.width}×${header.height} pixels is more than sharp decodes (${MAX_INPUT_PIXELS})` };
-  }
-  try {
-    // failOn 'warning' rejects truncated files instead of training on half-grey images.
-    const { data, info } = await sharp(bytes, { failOn: 'warning' })
-      .rotate()
-      .flatten({ background: '#ffffff' })
-      .resize(size, size, { fit: 'cover', position: 'centre', kernel: 'lanczos3' })
-      .toColourspace('srgb')
-      .png()
-      .toBuffer({ resolveWithObject: true });
-    return { data, width: info.width, height: info.height };
-  } catch {
-    return { reason: `not a readable image: truncated or corrupt ${header.format} data` };
-  }
-}
-
-interface DatasetPlan {
-  /** Images to process, each with the caption file found for it. */
-  images: { name: string; caption: string | undefined }[];
-  /** Images skipped up front because an earlier image has the same stem. */
-  collisions: SkippedImage[];
-  orphanCaptions: string[];
-}
-
-/** Decide, from names alone and deterministically, what to process and with which caption. */
-function planDataset(files: readonly string[]): DatasetPlan {
-  const sorted = [...files].sort();
-  const captions = sorted.filter(isCaptionFile);
-  const imageNames = sorted.filter(isImageFile);
-  const imageStems = new Set(imageNames.map(stemOf));
-  // sd-scripts wants exactly `<stem>.txt`; we write that name ourselves, so `<stem>.TXT` also counts.
-  const captionByStem = new Map<string, string>();
-  for (const caption of captions) {
-    const stem = stemOf(caption);
-    if (!captionByStem.has(stem) || caption === `${stem}${CAPTION_EXTENSION}`) captionByStem.set(stem, caption);
-  }
-  const keptByStem = new Map<string, string>();
-  const plan: DatasetPlan = { images: [], collisions: [], orphanCaptions: [] };
-
-  for (const name of imageNames) {
-    const stem = stemOf(name);
-    const first = keptByStem.get(stem);
-    if (first !== undefined) {
-      plan.collisions.push({
-        source: name,
-        reason: `same name as ${first}: both would be written as ${kohyaImageName(stem)}; rename one of them`,
-      });
-      continue;
-    }
-    keptByStem.set(stem, name);
-    plan.images.push({ name, caption: captionByStem.get(stem) });
-  }
-  plan.orphanCaptions = captions.filter((c) => !imageStems.has(stemOf(c)));
-  return plan;
-}
-
-interface DatasetSource {
-  /** Absolute path or URI, for messages and the manifest. */
-  location: string;
-  /** Names of the files directly in the dataset folder. */
-  files: string[];
-  /** Subfolders, which this version does not read. */
-  ignoredFolders: number;
-  /** A file's bytes, or why it could not be read (a per-file problem, recorded as a skip). */
-  read(name: string): Promise<Buffer | { reason: string }>;
-}
-
-async function openDataset(dataset: string, deps: ActivityDeps): Promise<DatasetSource> {
-  if (dataset.startsWith('s3://')) return openStoreDataset(dataset, deps);
-  if (!dataset.startsWith('file://')) return openLocalDataset(path.resolve(dataset));
-  let directory: string;
-  try {
-    directory = fileURLToPath(dataset);
-  } catch (err) {
-    throw ApplicationFailure.nonRetryable(
-      `dataset is not a usable file:// URI: ${dataset} (${(err as Error).message})`,
-      'InvalidInput',
-    );
-  }
-  return openLocalDataset(directory);
-}
-
-async function openLocalDataset(directory: string): Promise<DatasetSource> {
-  const stat = await fs.stat(directory).catch((err: unknown) => {
-    throw datasetFailure(err, directory);
-  });
-  if (!stat.isDirectory()) {
-    throw ApplicationFailure.nonRetryable(
-      `dataset is not a directory: ${directory} (expected a folder of images with ${CAPTION_EXTENSION} captions)`,
-      'DatasetNotADirectory',
-    );
-  }
-  const entries = await fs.readdir(directory, { withFileTypes: true }).catch((err: unknown) => {
-    throw datasetFailure(err, directory);
-  });
-  const files: string[] = [];
-  let ignoredFolders = 0;
-  for (const entry of entries) {
-    const kind = await kindOf(entry, directory);
-    if (kind === 'file') files.push(entry.name);
-    else if (kind === 'directory') ignoredFolders += 1;
-  }
-  return {
-    location: directory,
-    files,
-    ignoredFolders,
-    async read(name) {
-      try {
-        return await fs.readFile(path.join(directory, name));
-      } catch (err) {
-        const { code, message } = err as NodeJS.ErrnoException;
-        if (code === 'EACCES' || code === 'EPERM') return { reason: 'unreadable: permission denied' };
-        if (code === 'ENOENT') return { reason: 'disappeared while the dataset was being read' };
-        return { reason: `unreadable: ${message}` };
-      }
-    },
-  };
-}
-
-/** Symlinked images are common (links into a photo library): follow links to decide. */
-async function kindOf(entry: Dirent, directory: string): Promise<'file' | 'directory' | 'other'> {
-  if (entry.isFile()) return 'file';
-  if (entry.isDirectory()) return 'directory';
-  if (!entry.isSymbolicLink()) return 'other';
-  try {
-    const target = await fs.stat(path.join(directory, entry.name));
-    return target.isDirectory() ? 'directory' : target.isFile() ? 'file' : 'other';
-  } catch {
-    // A broken link to an image is still reported, as unreadable, rather than silently dropped.
-    return 'file';
-  }
-}
-
-function datasetFailure(err: unknown, directory: string): unknown {
-  switch ((err as NodeJS.ErrnoException).code) {
-    case 'ENOENT':
-    case 'ENOTDIR':
-      return ApplicationFailure.nonRetryable(`dataset not found: ${directory}`, 'DatasetNotFound');
-    case 'EACCES':
-    case 'EPERM':
-      return ApplicationFailure.nonRetryable(
-        `dataset is not readable: ${directory} (permission denied for the worker's user)`,
-        'DatasetUnreadable',
-      );
-    default:
-      // Anything else (EIO, EMFILE, ...) may pass: let Temporal retry.
-      return err;
-  }
-}
-
-/** A dataset in an object store, read through the store adapter (s3:// URIs). */
-async function openStoreDataset(uri: string, deps: ActivityDeps): Promise<DatasetSource> {
-  const store = deps.openStore(uri);
-  const keys = (await store.list('')).map((object) => object.key);
-  if (keys.length === 0) {
-    throw ApplicationFailure.nonRetryable(`dataset not found: ${uri} (no objects under this prefix)`, 'DatasetNotFound');
-  }
-  const nested = keys.filter((key) => key.includes('/'));
-  return {
-    location: uri,
-    files: keys.filter((key) => !key.includes('/')),
-    ignoredFolders: new Set(nested.map((key) => key.slice(0, key.indexOf('/')))).size,
-    async read(name) {
-      try {
-        return await store.get(name);
-      } catch (err) {
-        // Other store errors (throttling, network) are not the file's fault: let Temporal retry.
-        if (err instanceof ObjectNotFoundError) return { reason: 'disappeared while the dataset was being read' };
-        throw err;
-      }
-    },
-  };
-}
-
-function noUsableImages(source: DatasetSource, manifest: DatasetManifest, manifestKey: string): ApplicationFailure {
+function noUsableImages(manifest: DatasetManifest, manifestKey: string): ApplicationFailure {
   const { found, skipped } = manifest.counts;
+  const ignored = manifest.ignoredFolders ?? [];
   const folders =
-    source.ignoredFolders > 0
-      ? `; ${source.ignoredFolders} subfolder(s) were ignored: images are read only from the dataset folder itself`
+    ignored.length > 0
+      ? `; ${ignored.length} subfolder(s) were ignored (${ignored.slice(0, REASONS_IN_FAILURE).join(', ')}): images are read from the dataset folder itself, or from <repeats>_<name>/ folders in it`
       : '';
   if (found === 0) {
     return ApplicationFailure.nonRetryable(
-      `no usable images in dataset ${source.location}: it holds no ${IMAGE_EXTENSIONS.join(' ')} files${folders}`,
+      `no usable images in dataset ${manifest.dataset}: it holds no ${INPUT_EXTENSIONS.join(' ')} files${folders}`,
       'NoUsableImages',
     );
   }
@@ -375,15 +431,11 @@ function noUsableImages(source: DatasetSource, manifest: DatasetManifest, manife
     .join('; ');
   const more = skipped > REASONS_IN_FAILURE ? `; ... (all reasons in ${manifestKey})` : '';
   return ApplicationFailure.nonRetryable(
-    `no usable images in dataset ${source.location}: all ${found} image files were skipped (${reasons}${more})${folders}`,
+    `no usable images in dataset ${manifest.dataset}: all ${found} image files were skipped (${reasons}${more})${folders}`,
     'NoUsableImages',
   );
 }
 
-function sha256(bytes: Buffer): string {
+function sha256(bytes: Buffer | string): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-function bySource(a: { source: string }, b: { source: string }): number {
-  return a.source < b.source ? -1 : a.source > b.source ? 1 : 0;
 }

@@ -6,11 +6,12 @@ import { pathToFileURL } from 'node:url';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { ActivityDeps } from '../../activities/deps';
-import { makePreprocessActivities, PreprocessInput, PreprocessResult } from '../../activities/preprocess';
-import { DatasetManifest } from '../../lib/pipeline/manifest';
+import { makePreprocessActivities, PreprocessInput } from '../../activities/preprocess';
 import { FileStore } from '../../adapters/store/file';
+import { layoutPage } from '../../lib/image/contact-sheet';
+import { DatasetManifest } from '../../lib/pipeline/manifest';
 import type { ActivityProgress } from '../../lib/pipeline/status';
 
 const FOLDER = 'runs/run-1/dataset/10_sks dog';
@@ -24,15 +25,18 @@ function input(overrides: Partial<PreprocessInput> = {}): PreprocessInput {
   return { runId: 'run-1', dataset: datasetDir, family: 'sd15', repeats: 10, concept: 'sks dog', ...overrides };
 }
 
-/** Runs the activity inside a mock activity context, collecting its heartbeats. */
-async function preprocess(args: PreprocessInput, activityDeps = deps) {
+/** Runs an activity inside a mock activity context, collecting its heartbeats. */
+async function runActivity<A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) {
   // Expected failures are logged as warnings by the activity runtime: keep test output readable.
   const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
   const heartbeats: ActivityProgress[] = [];
   env.on('heartbeat', (details: ActivityProgress) => heartbeats.push(details));
-  const { preprocessDataset } = makePreprocessActivities(activityDeps);
-  const result = await env.run<[PreprocessInput], PreprocessResult, typeof preprocessDataset>(preprocessDataset, args);
+  const result = (await env.run(fn, ...args)) as R;
   return { result, heartbeats };
+}
+
+function preprocess(args: PreprocessInput, activityDeps = deps) {
+  return runActivity(makePreprocessActivities(activityDeps).preprocessDataset, args);
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<ApplicationFailure> {
@@ -48,57 +52,87 @@ async function readManifest(key = 'runs/run-1/manifest.json'): Promise<DatasetMa
   return DatasetManifest.parse(JSON.parse((await workStore.get(key)).toString('utf8')));
 }
 
-async function pixel(key: string, x: number, y: number): Promise<number[]> {
-  const { data, info } = await sharp(await workStore.get(key)).raw().toBuffer({ resolveWithObject: true });
+async function pixel(image: Buffer, x: number, y: number): Promise<number[]> {
+  const { data, info } = await sharp(image).raw().toBuffer({ resolveWithObject: true });
   const offset = (y * info.width + x) * info.channels;
   return [...data.subarray(offset, offset + info.channels)];
 }
 
-function expectColour(actual: number[], expected: [number, number, number]) {
+function expectColour(actual: number[], expected: [number, number, number], tolerance = 8) {
   expect(actual).toHaveLength(3);
-  actual.forEach((value, i) => expect(Math.abs(value - expected[i])).toBeLessThanOrEqual(8));
+  actual.forEach((value, i) => expect(Math.abs(value - expected[i])).toBeLessThanOrEqual(tolerance));
 }
 
-const solid = (width: number, height: number, background: string) =>
-  sharp({ create: { width, height, channels: 3, background } });
+const solid = (width: number, height: number, background: string) => sharp({ create: { width, height, channels: 3, background } });
+
+/** A photo-like picture (gradient and soft shapes), different for every seed. */
+function pattern(width: number, height: number, seed: number): Sharp {
+  const blobs = Array.from({ length: 5 }, (_, i) => {
+    const cx = (((seed * 37 + i * 211) % 100) / 100) * width;
+    const cy = (((seed * 53 + i * 137) % 100) / 100) * height;
+    const r = (0.1 + ((seed + i) % 3) * 0.08) * Math.min(width, height);
+    return `<circle cx="${cx}" cy="${cy}" r="${r}" fill="hsl(${(seed * 71 + i * 50) % 360},60%,${35 + i * 8}%)"/>`;
+  }).join('');
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
+    <defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1">
+      <stop offset="0" stop-color="hsl(${(seed * 40) % 360},50%,25%)"/><stop offset="1" stop-color="hsl(${(seed * 40 + 120) % 360},50%,75%)"/>
+    </linearGradient></defs>
+    <rect width="100%" height="100%" fill="url(#g)"/>${blobs}</svg>`;
+  return sharp(Buffer.from(svg));
+}
+
+async function writeFiles(dir: string, files: Record<string, Buffer | string>): Promise<void> {
+  for (const [name, content] of Object.entries(files)) {
+    await fs.mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+    await fs.writeFile(path.join(dir, name), content);
+  }
+}
+
+/** Store writes by key, to see what a retry rewrites. */
+function recordingStore(store: FileStore): { store: FileStore; puts: string[] } {
+  const puts: string[] = [];
+  const recording = Object.create(store) as FileStore;
+  recording.put = (key, body, options) => {
+    puts.push(key);
+    return store.put(key, body, options);
+  };
+  return { store: recording, puts };
+}
 
 beforeAll(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'preprocess-'));
   datasetDir = path.join(tmp, 'dataset');
-  await fs.mkdir(path.join(datasetDir, 'nested'), { recursive: true });
   workStore = new FileStore(path.join(tmp, 'work'));
   deps = { workStore, openStore: () => workStore, trainers: {} as never };
 
-  const photo = await solid(640, 480, '#808080').jpeg().toBuffer();
-  const redLeftBlueRight = await solid(300, 200, '#0000ff')
-    .composite([{ input: await solid(150, 200, '#ff0000').png().toBuffer(), left: 0, top: 0 }])
+  const photo = await pattern(640, 480, 1).jpeg().toBuffer();
+  // Orientation 6 means "rotate 90° clockwise to display": the red left half ends up on top.
+  const redLeftBlueRight = await solid(400, 300, '#0000ff')
+    .composite([{ input: await solid(200, 300, '#ff0000').png().toBuffer(), left: 0, top: 0 }])
     .jpeg()
     .withMetadata({ orientation: 6 })
     .toBuffer();
-  const transparentWithBlackCentre = await sharp({
-    create: { width: 100, height: 100, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } },
-  })
-    .composite([{ input: await solid(20, 20, '#000000').png().toBuffer(), left: 40, top: 40 }])
+  const transparentWithBlackCentre = await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+    .composite([{ input: await solid(60, 60, '#000000').png().toBuffer(), left: 120, top: 120 }])
     .png()
     .toBuffer();
 
-  const files: Record<string, Buffer | string> = {
+  await writeFiles(datasetDir, {
     'photo.jpg': photo,
     'photo.txt': 'sks dog in a park, “quoted”\n',
-    'photo.png': await solid(64, 64, '#00ff00').png().toBuffer(),
+    'photo.png': await solid(300, 300, '#00ff00').png().toBuffer(),
     'alpha.png': transparentWithBlackCentre,
     'alpha.txt': 'sks dog, cut out',
     'rotated.jpg': redLeftBlueRight,
-    'UPPER.JPG': photo,
+    'UPPER.JPG': await pattern(1024, 768, 2).jpeg().toBuffer(),
     'empty.jpg': Buffer.alloc(0),
     'empty.txt': 'caption of an empty image',
     'fake.png': 'this is text, not a PNG',
     'truncated.jpg': photo.subarray(0, Math.floor(photo.length / 2)),
     'lonely.txt': 'a caption without image',
     'notes.md': '# not part of the dataset',
-    'nested/inner.png': await solid(32, 32, '#ffffff').png().toBuffer(),
-  };
-  for (const [name, content] of Object.entries(files)) await fs.writeFile(path.join(datasetDir, name), content);
+    'nested/inner.png': await solid(300, 300, '#ffffff').png().toBuffer(),
+  });
 });
 
 afterAll(async () => {
@@ -114,9 +148,12 @@ describe('preprocessDataset', () => {
     manifest = await readManifest();
   });
 
-  it('returns only the manifest key and counts', () => {
-    expect(run.result).toEqual({ manifestKey: 'runs/run-1/manifest.json', counts: { found: 8, kept: 4, skipped: 4 } });
-    expect(Object.keys(run.result).sort()).toEqual(['counts', 'manifestKey']);
+  it('returns only the manifest key, counts and the bucket histogram', () => {
+    expect(run.result).toEqual({
+      manifestKey: 'runs/run-1/manifest.json',
+      counts: { found: 8, kept: 4, skipped: 4 },
+      buckets: { '512x512': 4 },
+    });
   });
 
   it('writes 512×512 8-bit sRGB PNGs without metadata into the kohya folder', async () => {
@@ -124,6 +161,7 @@ describe('preprocessDataset', () => {
       const metadata = await sharp(await workStore.get(`${FOLDER}/${stem}.png`)).metadata();
       expect(metadata).toMatchObject({ format: 'png', width: 512, height: 512, channels: 3, depth: 'uchar', space: 'srgb' });
       expect(metadata.exif).toBeUndefined();
+      expect(metadata.icc).toBeUndefined();
       expect(metadata.orientation).toBeUndefined();
     }
   });
@@ -136,18 +174,21 @@ describe('preprocessDataset', () => {
     expect(await workStore.head(`${FOLDER}/empty.txt`)).toBeUndefined();
   });
 
-  it('bakes EXIF orientation into the pixels', async () => {
-    // Orientation 6 means "rotate 90° clockwise to display": the red left half ends up on top.
-    expectColour(await pixel(`${FOLDER}/rotated.png`, 256, 20), [255, 0, 0]);
-    expectColour(await pixel(`${FOLDER}/rotated.png`, 256, 490), [0, 0, 255]);
+  it('bakes EXIF orientation 6 into the pixels: the photo comes out upright', async () => {
+    const rotated = await workStore.get(`${FOLDER}/rotated.png`);
+    expectColour(await pixel(rotated, 256, 20), [255, 0, 0]);
+    expectColour(await pixel(rotated, 256, 490), [0, 0, 255]);
+    const entry = manifest.images.find((i) => i.source === 'rotated.jpg');
+    expect(entry).toMatchObject({ sourceWidth: 300, sourceHeight: 400 });
   });
 
   it('flattens transparency onto white', async () => {
-    expectColour(await pixel(`${FOLDER}/alpha.png`, 5, 5), [255, 255, 255]);
-    expectColour(await pixel(`${FOLDER}/alpha.png`, 256, 256), [0, 0, 0]);
+    const alpha = await workStore.get(`${FOLDER}/alpha.png`);
+    expectColour(await pixel(alpha, 5, 5), [255, 255, 255]);
+    expectColour(await pixel(alpha, 256, 256), [0, 0, 0]);
   });
 
-  it('records kept images, skip reasons and orphan captions in the manifest', async () => {
+  it('records kept images with their bucket, crop, warnings and hashes, and every skip with its reason', async () => {
     expect(manifest).toMatchObject({
       version: 1,
       runId: 'run-1',
@@ -155,8 +196,13 @@ describe('preprocessDataset', () => {
       family: 'sd15',
       target: 512,
       folder: '10_sks dog',
+      layout: 'flat',
+      folders: [{ name: '10_sks dog', repeats: 10, concept: 'sks dog', images: 4 }],
+      ignoredFolders: ['nested'],
       orphanCaptions: ['lonely.txt'],
-      counts: { found: 8, kept: 4, skipped: 4 },
+      counts: { found: 8, kept: 4, skipped: 4, warned: 3, duplicates: 0 },
+      buckets: { '512x512': 4 },
+      preprocess: { strategy: 'center', size: 512, format: 'png', minSide: 256, buckets: { resolution: 512, minBucketReso: 256, maxBucketReso: 1024, step: 64 } },
     });
     expect(manifest.images.map((i) => [i.source, i.output, i.caption])).toEqual([
       ['UPPER.JPG', `${FOLDER}/UPPER.png`, null],
@@ -166,14 +212,46 @@ describe('preprocessDataset', () => {
     ]);
     const photo = manifest.images.find((i) => i.source === 'photo.jpg')!;
     const sourceSha = createHash('sha256').update(await fs.readFile(path.join(datasetDir, 'photo.jpg'))).digest('hex');
-    expect(photo).toMatchObject({ sourceSha256: sourceSha, width: 512, height: 512 });
+    const outputSha = createHash('sha256').update(await workStore.get(`${FOLDER}/photo.png`)).digest('hex');
+    expect(photo).toMatchObject({
+      sourceSha256: sourceSha,
+      outputSha256: outputSha,
+      sourceFormat: 'jpeg',
+      sourceWidth: 640,
+      sourceHeight: 480,
+      width: 512,
+      height: 512,
+      bucket: { width: 512, height: 512 },
+      crop: { left: 80, top: 0, width: 480, height: 480 },
+      warnings: ['upscaled 1.07×: 640×480 is smaller than the 512×512 target'],
+    });
+    expect(manifest.images.find((i) => i.source === 'UPPER.JPG')).toMatchObject({ crop: { left: 128, top: 0, width: 768, height: 768 }, warnings: [] });
 
     const reasons = Object.fromEntries(manifest.skipped.map((s) => [s.source, s.reason]));
-    expect(Object.keys(reasons).sort()).toEqual(['empty.jpg', 'fake.png', 'photo.png', 'truncated.jpg']);
-    expect(reasons['empty.jpg']).toBe('empty file (0 bytes)');
-    expect(reasons['fake.png']).toBe('not a readable image: unknown format or corrupt header');
-    expect(reasons['truncated.jpg']).toBe('not a readable image: truncated or corrupt jpeg data');
-    expect(reasons['photo.png']).toMatch(/same name as photo\.jpg.*photo\.png/);
+    expect(reasons).toEqual({
+      'empty.jpg': 'empty file (0 bytes)',
+      'fake.png': 'not a readable image: unknown format or corrupt header',
+      'truncated.jpg': 'not a readable image: truncated or corrupt jpeg data',
+      'photo.png': 'same name as photo.jpg: both would be written as photo.png; rename one of them',
+    });
+  });
+
+  it('draws a contact sheet beside the manifest: labelled thumbnails, warnings framed', async () => {
+    expect(manifest.contactSheets).toEqual(['runs/run-1/contact-sheet-0001.png']);
+    const sheet = await workStore.get('runs/run-1/contact-sheet-0001.png');
+    const layout = layoutPage(
+      manifest.images.map((i) => ({ name: i.source, detail: '', warnings: i.warnings ?? [] })),
+      '',
+    );
+    expect(await sharp(sheet).metadata()).toMatchObject({ format: 'png', width: layout.width, height: layout.height });
+    // rotated.jpg (4th) is upright in its thumbnail too, and framed in orange for its upscale warning.
+    const { left, top } = layout.thumbnails[3];
+    expectColour(await pixel(sheet, left + 64, top + 10), [255, 0, 0], 24);
+    expectColour(await pixel(sheet, left + 64, top + 118), [0, 0, 255], 24);
+    expectColour(await pixel(sheet, left - 3, top + 64), [255, 159, 28], 24);
+    // UPPER.JPG (1st) has no warning: no frame.
+    const upper = layout.thumbnails[0];
+    expect(await pixel(sheet, upper.left - 3, upper.top + 64)).toEqual([30, 30, 30]);
   });
 
   it('heartbeats image progress up to the total', () => {
@@ -182,10 +260,12 @@ describe('preprocessDataset', () => {
     expect(run.heartbeats.at(-1)).toEqual({ done: 8, total: 8, unit: 'images' });
   });
 
-  it('rewrites the same manifest when retried', async () => {
+  it('rewrites the same manifest when retried, without rewriting any image', async () => {
     const before = await workStore.get('runs/run-1/manifest.json');
-    await preprocess(input());
+    const recorded = recordingStore(workStore);
+    await preprocess(input(), { ...deps, workStore: recorded.store });
     expect((await workStore.get('runs/run-1/manifest.json')).equals(before)).toBe(true);
+    expect(recorded.puts.filter((key) => key.startsWith(FOLDER))).toEqual([]);
   });
 
   it('accepts a file:// URI and targets 1024 for SDXL', async () => {
@@ -199,9 +279,7 @@ describe('preprocessDataset', () => {
 
   it('takes an upper-case .TXT caption and writes it as <stem>.txt, as sd-scripts expects', async () => {
     const upper = path.join(tmp, 'upper-case-caption');
-    await fs.mkdir(upper);
-    await fs.copyFile(path.join(datasetDir, 'photo.jpg'), path.join(upper, 'shout.jpg'));
-    await fs.writeFile(path.join(upper, 'shout.TXT'), 'sks dog, barking');
+    await writeFiles(upper, { 'shout.jpg': await fs.readFile(path.join(datasetDir, 'photo.jpg')), 'shout.TXT': 'sks dog, barking' });
     const { result } = await preprocess(input({ runId: 'run-upper', dataset: upper }));
     const written = await readManifest(result.manifestKey);
     expect(written.images.map((i) => i.caption)).toEqual(['runs/run-upper/dataset/10_sks dog/shout.txt']);
@@ -220,25 +298,212 @@ describe('preprocessDataset', () => {
       },
     };
     const { result } = await preprocess(input({ runId: 'run-s3', dataset: 's3://bucket/datasets/dog' }), viaStore);
-    expect(opened).toEqual(['s3://bucket/datasets/dog']);
+    expect(new Set(opened)).toEqual(new Set(['s3://bucket/datasets/dog']));
     expect(result.counts).toEqual({ found: 8, kept: 4, skipped: 4 });
-    expect((await readManifest(result.manifestKey)).dataset).toBe('s3://bucket/datasets/dog');
+    const fromStore = await readManifest(result.manifestKey);
+    expect(fromStore.dataset).toBe('s3://bucket/datasets/dog');
+    expect(fromStore.ignoredFolders).toEqual(['nested']);
   });
 });
 
-describe('preprocessDataset failures', () => {
+describe('preprocessing options', () => {
+  let bucketDir: string;
+
+  beforeAll(async () => {
+    bucketDir = path.join(tmp, 'buckets');
+    await writeFiles(bucketDir, {
+      'camera.jpg': await pattern(4000, 3000, 3).jpeg().toBuffer(),
+      'portrait.png': await pattern(512, 768, 4).png().toBuffer(),
+      'exact.png': await pattern(576, 448, 5).png().toBuffer(),
+      'banner.png': await pattern(1600, 300, 6).png().toBuffer(),
+    });
+  });
+
+  it('bucket: writes each image at exactly its sd-scripts bucket size', async () => {
+    const { result } = await preprocess(input({ runId: 'run-bucket', dataset: bucketDir, options: { strategy: 'bucket' } }));
+    expect(result.buckets).toEqual({ '576x448': 2, '384x640': 1, '1024x256': 1 });
+    const manifest = await readManifest(result.manifestKey);
+    const bySource = Object.fromEntries(manifest.images.map((i) => [i.source, i]));
+    expect(bySource['camera.jpg']).toMatchObject({ width: 576, height: 448, bucket: { width: 576, height: 448 }, crop: { left: 67, top: 0, width: 3857, height: 3000 } });
+    expect(bySource['portrait.png']).toMatchObject({ width: 384, height: 640, crop: { left: 25, top: 0, width: 461, height: 768 } });
+    expect(bySource['banner.png'].warnings).toEqual([expect.stringMatching(/^aspect 5\.3:1: beyond 1:4/)]);
+    for (const image of manifest.images) {
+      const metadata = await sharp(await workStore.get(image.output)).metadata();
+      expect([metadata.width, metadata.height]).toEqual([image.bucket!.width, image.bucket!.height]);
+    }
+  });
+
+  it('bucket: leaves an image already at a bucket size pixel for pixel as it was', async () => {
+    const source = await sharp(await fs.readFile(path.join(bucketDir, 'exact.png'))).removeAlpha().raw().toBuffer();
+    const output = await sharp(await workStore.get('runs/run-bucket/dataset/10_sks dog/exact.png')).raw().toBuffer();
+    expect(output.equals(source)).toBe(true);
+  });
+
+  it('attention and entropy: crop around what stands out instead of the centre', async () => {
+    const dir = path.join(tmp, 'smart');
+    // A busy, colourful patch at the far right of a flat grey picture.
+    const patch = await pattern(200, 600, 7).png().toBuffer();
+    await writeFiles(dir, { 'right.png': await solid(1200, 600, '#808080').composite([{ input: patch, left: 1000, top: 0 }]).png().toBuffer() });
+    for (const strategy of ['attention', 'entropy'] as const) {
+      const { result } = await preprocess(input({ runId: `run-${strategy}`, dataset: dir, options: { strategy } }));
+      const [image] = (await readManifest(result.manifestKey)).images;
+      // A centre crop would start at x=300; this one keeps the patch.
+      expect(image.crop!.left).toBeGreaterThan(500);
+      expect(image.crop!.left + image.crop!.width).toBeGreaterThanOrEqual(1190);
+    }
+  });
+
+  it('writes JPEG or WebP at the chosen quality, with the matching extension', async () => {
+    for (const [format, extension] of [['jpeg', 'jpg'], ['webp', 'webp']] as const) {
+      const { result } = await preprocess(input({ runId: `run-${format}`, dataset: bucketDir, options: { format, quality: 80 } }));
+      const manifest = await readManifest(result.manifestKey);
+      expect(manifest.images.map((i) => i.output)).toContain(`runs/run-${format}/dataset/10_sks dog/camera.${extension}`);
+      expect((await sharp(await workStore.get(manifest.images[0].output)).metadata()).format).toBe(format);
+    }
+  });
+
+  it('flattens onto a chosen background and skips below a chosen minimum side', async () => {
+    const dir = path.join(tmp, 'background');
+    await writeFiles(dir, {
+      'cutout.png': await sharp({ create: { width: 300, height: 300, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer(),
+    });
+    const { result } = await preprocess(input({ runId: 'run-bg', dataset: dir, options: { background: '#102030' } }));
+    expectColour(await pixel(await workStore.get('runs/run-bg/dataset/10_sks dog/cutout.png'), 10, 10), [0x10, 0x20, 0x30], 2);
+    expect(result.counts.kept).toBe(1);
+    const failure = await failureOf(preprocess(input({ runId: 'run-min', dataset: dir, options: { minSide: 400 } })));
+    expect(failure.message).toContain('cutout.png: too small: 300×300, the shorter side is below the minimum of 400 px');
+  });
+});
+
+describe('duplicates', () => {
+  it('skips identical pixels (keeping the first) and warns about near-duplicates', async () => {
+    const dir = path.join(tmp, 'duplicates');
+    const original = pattern(800, 600, 8);
+    await writeFiles(dir, {
+      'a.png': await original.clone().png({ compressionLevel: 9 }).toBuffer(),
+      'b.png': await original.clone().png({ compressionLevel: 1 }).toBuffer(), // other bytes, same pixels
+      'c.jpg': await original.clone().resize(700, 525).jpeg({ quality: 70 }).toBuffer(), // resized and recompressed
+      'd.png': await pattern(800, 600, 9).png().toBuffer(), // a different picture
+    });
+    const { result } = await preprocess(input({ runId: 'run-dup', dataset: dir }));
+    expect(result.counts).toEqual({ found: 4, kept: 3, skipped: 1 });
+    const manifest = await readManifest(result.manifestKey);
+    expect(manifest.skipped).toEqual([{ source: 'b.png', reason: 'duplicate of a.png: identical pixels after preprocessing' }]);
+    expect(manifest.counts.duplicates).toBe(1);
+    const warnings = Object.fromEntries(manifest.images.map((i) => [i.source, i.warnings]));
+    expect(warnings['c.jpg']).toEqual([expect.stringMatching(/^near-duplicate: looks like a\.png \(\d of 64 hash bits differ\)$/)]);
+    expect(warnings['a.png']).toEqual([]);
+    expect(warnings['d.png']).toEqual([]);
+  });
+});
+
+describe('kohya layout', () => {
+  it('keeps <repeats>_<name>/ folders as they are and reports what sd-scripts would not read', async () => {
+    const dir = path.join(tmp, 'kohya');
+    await writeFiles(dir, {
+      '10_dog/a.jpg': await pattern(600, 600, 10).jpeg().toBuffer(),
+      '10_dog/a.txt': 'a dog',
+      '3_cat/b.webp': await pattern(600, 600, 11).webp().toBuffer(),
+      '3_cat/c.tiff': await pattern(600, 600, 12).tiff().toBuffer(),
+      'stray.png': await pattern(600, 600, 13).png().toBuffer(),
+      'photos/p.jpg': await pattern(600, 600, 14).jpeg().toBuffer(),
+    });
+    const { result } = await preprocess(input({ runId: 'run-kohya', dataset: dir }));
+    const manifest = await readManifest(result.manifestKey);
+    expect(manifest).toMatchObject({
+      layout: 'kohya',
+      folder: '10_dog',
+      folders: [
+        { name: '10_dog', repeats: 10, concept: 'dog', images: 1 },
+        { name: '3_cat', repeats: 3, concept: 'cat', images: 2 },
+      ],
+      ignoredFolders: ['photos'],
+      counts: { found: 4, kept: 3, skipped: 1 },
+    });
+    expect(manifest.images.map((i) => [i.source, i.output, i.caption])).toEqual([
+      ['10_dog/a.jpg', 'runs/run-kohya/dataset/10_dog/a.png', 'runs/run-kohya/dataset/10_dog/a.txt'],
+      ['3_cat/b.webp', 'runs/run-kohya/dataset/3_cat/b.png', null],
+      ['3_cat/c.tiff', 'runs/run-kohya/dataset/3_cat/c.png', null],
+    ]);
+    expect(manifest.skipped[0]).toEqual({ source: 'stray.png', reason: expect.stringContaining('in the dataset root, outside the training folders') });
+  });
+});
+
+describe('batches', () => {
+  it('plans, processes batches as separate executions and merges them into the same manifest', async () => {
+    const activities = makePreprocessActivities(deps);
+    const planned = await runActivity(activities.planPreprocess, input({ runId: 'run-batched', options: { batchSize: 2 } }));
+    expect(planned.result).toEqual({ planKey: 'runs/run-batched/preprocess/plan.json', batches: 4, total: 8, skipped: 1 });
+
+    const batchCounts = [];
+    for (let batch = 0; batch < planned.result.batches; batch++) {
+      const { result, heartbeats } = await runActivity(activities.preprocessBatch, { planKey: planned.result.planKey, batch });
+      batchCounts.push(result);
+      const expected = batch < 3 ? 2 : 1;
+      expect(heartbeats.at(-1)).toEqual({ done: expected, total: expected, unit: 'images' });
+    }
+    expect(batchCounts.reduce((sum, b) => sum + b.kept, 0)).toBe(4);
+
+    const finished = await runActivity(activities.finishPreprocess, { planKey: planned.result.planKey });
+    expect(finished.result).toEqual({ manifestKey: 'runs/run-batched/manifest.json', counts: { found: 8, kept: 4, skipped: 4 }, buckets: { '512x512': 4 } });
+    const batched = await readManifest(finished.result.manifestKey);
+    const single = await readManifest();
+    expect(batched.images.map((i) => [i.source, i.outputSha256, i.crop])).toEqual(single.images.map((i) => [i.source, i.outputSha256, i.crop]));
+    expect(batched.skipped).toEqual(single.skipped);
+  });
+
+  it('a retried batch skips outputs already written with the same hash', async () => {
+    const planKey = 'runs/run-batched/preprocess/plan.json';
+    const resultKey = 'runs/run-batched/preprocess/batch-0000.json';
+    const recorded = recordingStore(workStore);
+    const activities = makePreprocessActivities({ ...deps, workStore: recorded.store });
+
+    // Completed before: nothing is redone.
+    await runActivity(activities.preprocessBatch, { planKey, batch: 0 });
+    expect(recorded.puts).toEqual([]);
+
+    // Died after a checkpoint: the images in it are reused, only the bookkeeping is written.
+    const checkpoint = JSON.parse((await workStore.get(resultKey)).toString('utf8'));
+    await workStore.put(resultKey, JSON.stringify({ ...checkpoint, complete: false }));
+    await runActivity(activities.preprocessBatch, { planKey, batch: 0 });
+    expect(recorded.puts.sort()).toEqual([resultKey, 'runs/run-batched/preprocess/thumbnails-0000.jpg']);
+
+    // No record at all: a second attempt renders the images again, but does not write identical bytes again.
+    recorded.puts.length = 0;
+    await fs.rm(workStore.pathOf(resultKey));
+    const secondAttempt = new MockActivityEnvironment({ attempt: 2 }, { logger: new DefaultLogger('ERROR') });
+    const result = await secondAttempt.run(activities.preprocessBatch, { planKey, batch: 0 });
+    expect(result).toMatchObject({ batch: 0, kept: 2, skipped: 0 });
+    expect(recorded.puts.filter((key) => key.includes('/dataset/'))).toEqual([]);
+  });
+
+  it('refuses a batch number outside the plan', async () => {
+    const failure = await failureOf(runActivity(makePreprocessActivities(deps).preprocessBatch, { planKey: 'runs/run-batched/preprocess/plan.json', batch: 9 }));
+    expect(failure.type).toBe('InvalidInput');
+    expect(failure.message).toContain('9 is out of range');
+  });
+});
+
+describe('preprocessing failures', () => {
   it('stops processing images once the activity is cancelled', async () => {
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     env.cancel();
-    const { preprocessDataset } = makePreprocessActivities(deps);
-    const run = env.run<[PreprocessInput], PreprocessResult, typeof preprocessDataset>(
-      preprocessDataset,
-      input({ runId: 'run-cancelled' }),
-    );
+    const run = env.run(makePreprocessActivities(deps).preprocessDataset, input({ runId: 'run-cancelled' }));
     await expect(run).rejects.toBeInstanceOf(CancelledFailure);
-    expect(await workStore.list('runs/run-cancelled')).toEqual([]);
+    expect((await workStore.list('runs/run-cancelled')).map((o) => o.key)).toEqual(['runs/run-cancelled/preprocess/plan.json']);
   });
 
+  it('strict: fails on the first error, naming the file and the reason', async () => {
+    const byContent = path.join(tmp, 'strict');
+    await writeFiles(byContent, { 'ok.jpg': await pattern(600, 600, 15).jpeg().toBuffer(), 'zero.jpg': '' });
+    const failure = await failureOf(preprocess(input({ runId: 'run-strict', dataset: byContent, options: { strict: true } })));
+    expect(failure.type).toBe('PreprocessStrict');
+    expect(failure.nonRetryable).toBe(true);
+    expect(failure.message).toBe('strict preprocessing stopped at zero.jpg: empty file (0 bytes) (turn preprocess.strict off to skip such files and go on)');
+
+    const byName = await failureOf(preprocess(input({ runId: 'run-strict-2', options: { strict: true } })));
+    expect(byName.message).toMatch(/^strict preprocessing stopped at photo\.png: same name as photo\.jpg/);
+  });
 
   it('fails non-retryably, naming the path, when the dataset does not exist', async () => {
     const missing = path.join(tmp, 'no-such-folder');
@@ -258,9 +523,7 @@ describe('preprocessDataset failures', () => {
 
   it('fails with NoUsableImages naming the dataset, the count and the first reasons', async () => {
     const bad = path.join(tmp, 'bad');
-    await fs.mkdir(bad);
-    await fs.writeFile(path.join(bad, 'fake.png'), 'text');
-    await fs.writeFile(path.join(bad, 'zero.jpg'), '');
+    await writeFiles(bad, { 'fake.png': 'text', 'zero.jpg': '' });
     const failure = await failureOf(preprocess(input({ runId: 'run-bad', dataset: bad })));
     expect(failure.type).toBe('NoUsableImages');
     expect(failure.nonRetryable).toBe(true);
@@ -269,16 +532,15 @@ describe('preprocessDataset failures', () => {
     expect(failure.message).toContain('fake.png: not a readable image');
     expect(failure.message).toContain('zero.jpg: empty file (0 bytes)');
     // The manifest is still written so the reasons can be read in full.
-    expect((await readManifest('runs/run-bad/manifest.json')).counts).toEqual({ found: 2, kept: 0, skipped: 2 });
+    expect((await readManifest('runs/run-bad/manifest.json')).counts).toMatchObject({ found: 2, kept: 0, skipped: 2 });
   });
 
-  it('explains that subfolders are not read when the top level has no images', async () => {
+  it('explains which subfolders were ignored when no image is found', async () => {
     const nestedOnly = path.join(tmp, 'nested-only');
-    await fs.mkdir(path.join(nestedOnly, '10_dog'), { recursive: true });
-    await fs.copyFile(path.join(datasetDir, 'photo.jpg'), path.join(nestedOnly, '10_dog', 'photo.jpg'));
+    await writeFiles(nestedOnly, { 'photos/photo.jpg': await fs.readFile(path.join(datasetDir, 'photo.jpg')) });
     const failure = await failureOf(preprocess(input({ runId: 'run-nested', dataset: nestedOnly })));
     expect(failure.type).toBe('NoUsableImages');
-    expect(failure.message).toMatch(/holds no \.png \.jpg .*1 subfolder\(s\) were ignored/);
+    expect(failure.message).toMatch(/holds no \.png \.jpg .* files; 1 subfolder\(s\) were ignored \(photos\): .*<repeats>_<name>\/ folders/);
   });
 
   it('rejects bad input non-retryably, naming the field', async () => {
@@ -286,6 +548,8 @@ describe('preprocessDataset failures', () => {
     expect(failure.type).toBe('InvalidInput');
     expect(failure.nonRetryable).toBe(true);
     expect(failure.message).toMatch(/preprocessDataset input\.repeats: /);
+    const size = await failureOf(preprocess(input({ options: { size: 500 } })));
+    expect(size.message).toContain('preprocessDataset input.options.size: must be a multiple of 64');
   });
 
   // Root reads everything, so permissions can only be tested as an ordinary user.
@@ -304,14 +568,10 @@ describe('preprocessDataset failures', () => {
 
   asNonRoot('records an unreadable image as skipped and keeps the rest', async () => {
     const partly = path.join(tmp, 'partly-readable');
-    await fs.mkdir(partly);
-    await fs.copyFile(path.join(datasetDir, 'photo.jpg'), path.join(partly, 'ok.jpg'));
-    await fs.copyFile(path.join(datasetDir, 'photo.jpg'), path.join(partly, 'secret.jpg'));
+    await writeFiles(partly, { 'ok.jpg': await fs.readFile(path.join(datasetDir, 'photo.jpg')), 'secret.jpg': await pattern(600, 600, 16).jpeg().toBuffer() });
     await fs.chmod(path.join(partly, 'secret.jpg'), 0o000);
     const { result } = await preprocess(input({ runId: 'run-partly', dataset: partly }));
     expect(result.counts).toEqual({ found: 2, kept: 1, skipped: 1 });
-    expect((await readManifest(result.manifestKey)).skipped).toEqual([
-      { source: 'secret.jpg', reason: 'unreadable: permission denied' },
-    ]);
+    expect((await readManifest(result.manifestKey)).skipped).toEqual([{ source: 'secret.jpg', reason: 'unreadable: permission denied' }]);
   });
 });

@@ -1,0 +1,80 @@
+import { planDataset, type DatasetPlanOptions } from '../../lib/image/dataset';
+import { batchCount, batchImages } from '../../lib/image/stage-files';
+
+const options: DatasetPlanOptions = { repeats: 10, concept: 'sks dog', trainDataDir: 'runs/r/dataset', outputExtension: '.png' };
+
+describe('planDataset: a flat folder', () => {
+  const plan = planDataset(
+    {
+      files: ['b.JPG', 'a.jpg', 'a.txt', 'a.png', 'c.tiff', 'c.TXT', 'd.gif', 'e.avif', 'notes.md', 'lonely.txt', 'x\\y.jpg', 'f.heic'],
+      folders: ['nested', 'nested/deeper'],
+    },
+    options,
+  );
+
+  it('writes every image into <repeats>_<concept>/ under the output extension', () => {
+    expect(plan.layout).toBe('flat');
+    expect(plan.folders).toEqual([{ name: '10_sks dog', repeats: 10, concept: 'sks dog' }]);
+    expect(plan.images).toEqual([
+      { source: 'a.jpg', folder: '10_sks dog', caption: 'a.txt', output: 'runs/r/dataset/10_sks dog/a.png', captionKey: 'runs/r/dataset/10_sks dog/a.txt' },
+      { source: 'b.JPG', folder: '10_sks dog', output: 'runs/r/dataset/10_sks dog/b.png', captionKey: 'runs/r/dataset/10_sks dog/b.txt' },
+      { source: 'c.tiff', folder: '10_sks dog', caption: 'c.TXT', output: 'runs/r/dataset/10_sks dog/c.png', captionKey: 'runs/r/dataset/10_sks dog/c.txt' },
+      { source: 'd.gif', folder: '10_sks dog', output: 'runs/r/dataset/10_sks dog/d.png', captionKey: 'runs/r/dataset/10_sks dog/d.txt' },
+      { source: 'e.avif', folder: '10_sks dog', output: 'runs/r/dataset/10_sks dog/e.png', captionKey: 'runs/r/dataset/10_sks dog/e.txt' },
+    ]);
+  });
+
+  it('skips name collisions, unsafe names and unsupported formats with a reason, and ignores other files', () => {
+    expect(plan.skipped).toEqual([
+      { source: 'a.png', reason: 'same name as a.jpg: both would be written as a.png; rename one of them' },
+      { source: 'f.heic', reason: expect.stringMatching(/^unsupported format: \.heic files are not read/) },
+      { source: 'x\\y.jpg', reason: 'the name cannot be used as a store key (it contains "\\"); rename the file' },
+    ]);
+    expect(plan.orphanCaptions).toEqual(['lonely.txt']);
+    expect(plan.ignoredFolders).toEqual(['nested', 'nested/deeper']);
+  });
+
+  it('names collisions by the output name of the chosen format', () => {
+    const jpeg = planDataset({ files: ['a.jpg', 'a.webp'], folders: [] }, { ...options, outputExtension: '.jpg' });
+    expect(jpeg.images.map((i) => i.output)).toEqual(['runs/r/dataset/10_sks dog/a.jpg']);
+    expect(jpeg.skipped[0].reason).toContain('both would be written as a.jpg');
+  });
+});
+
+describe('planDataset: kohya layout', () => {
+  const plan = planDataset(
+    {
+      files: ['10_dog/a.jpg', '10_dog/a.txt', '5_cat/a.png', '5_cat/b.png', '5_cat/z.txt', 'root.jpg', 'readme.txt', 'photos/p.jpg', '0_bad/q.jpg'],
+      folders: ['10_dog', '5_cat', '5_cat/raw', 'photos', '0_bad'],
+    },
+    options,
+  );
+
+  it('keeps each folder with its own repeats and name, ignoring the run repeats and concept', () => {
+    expect(plan.layout).toBe('kohya');
+    expect(plan.folders).toEqual([
+      { name: '10_dog', repeats: 10, concept: 'dog' },
+      { name: '5_cat', repeats: 5, concept: 'cat' },
+    ]);
+    expect(plan.images.map((i) => [i.source, i.output, i.caption])).toEqual([
+      ['10_dog/a.jpg', 'runs/r/dataset/10_dog/a.png', '10_dog/a.txt'],
+      ['5_cat/a.png', 'runs/r/dataset/5_cat/a.png', undefined],
+      ['5_cat/b.png', 'runs/r/dataset/5_cat/b.png', undefined],
+    ]);
+  });
+
+  it('reports images left in the root, and folders sd-scripts would skip', () => {
+    expect(plan.skipped).toEqual([{ source: 'root.jpg', reason: expect.stringContaining('in the dataset root, outside the training folders (10_dog/, 5_cat/)') }]);
+    expect(plan.ignoredFolders).toEqual(['0_bad', '5_cat/raw', 'photos']);
+    expect(plan.orphanCaptions).toEqual(['5_cat/z.txt']);
+  });
+});
+
+describe('batches', () => {
+  it('slices the sorted images into consecutive batches', () => {
+    const images = ['a', 'b', 'c', 'd', 'e'];
+    expect(batchCount(images.length, 2)).toBe(3);
+    expect([0, 1, 2].map((b) => batchImages(images, 2, b))).toEqual([['a', 'b'], ['c', 'd'], ['e']]);
+    expect(batchCount(0, 2)).toBe(0);
+  });
+});
