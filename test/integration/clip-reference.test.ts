@@ -1,0 +1,129 @@
+/**
+ * The TypeScript CLIP tokenizer against an independent implementation: open_clip's own
+ * tokenizer.py, run by the venv's Python on a few hundred generated captions.
+ */
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { loadClipTokenizer } from '../../adapters/clip';
+import { cleanText } from '../../lib/clip/text';
+import type { ClipTokenizer } from '../../lib/clip/tokenizer';
+import { installedTools } from '../../scripts/tools';
+
+interface Reference {
+  ids: number[];
+  ftfyChanged: boolean;
+  cleanedWithoutFtfy: string;
+}
+
+function openClipReference(captions: string[]): Reference[] {
+  const output = execFileSync(installedTools().python, [path.join(__dirname, '..', 'support', 'open-clip-reference.py')], {
+    input: JSON.stringify(captions),
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return JSON.parse(output.toString('utf8')) as Reference[];
+}
+
+/** A small seeded generator (mulberry32): the same captions on every run. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const POOLS: Record<string, readonly string[]> = {
+  tags: [
+    '1girl', 'solo', 'long hair', 'blue eyes', 'smile', 'looking at viewer', 'masterpiece', 'best quality',
+    'outdoors', 'cloudy sky', 'photorealistic', 'portrait', 'sks dog', 'ohwx man', 'highres', '8k uhd', 'dslr',
+    'film grain', 'bokeh', 'upper body', 'Watercolor Painting', 'CYBERPUNK', 'wide-angle lens', 'close_up',
+    'photograph of a woman walking through a market at dusk', 'unbelievably', 'antidisestablishmentarianism',
+  ],
+  weights: ['(masterpiece:1.2)', '((best quality))', '[blurry]', '{detailed}', '(red hair:0.8)', '<lora:style_v2:0.7>', '(smile)'],
+  accents: ['café', 'naïve', 'Ångström', 'crème brûlée', 'São Paulo', 'Zürich', 'Ærø', 'Łódź', 'İstanbul', 'straße', 'ΣΟΦΙΑ ΟΔΟΣ', 'Москва', 'Ελληνικά', 'façade', 'piñata'],
+  cjk: ['日本語', '東京タワー', '한국어', '中文标签', 'ひらがな', 'カタカナ', '漢字かな交じり文', '猫耳'],
+  emoji: ['🐱', '👍🏽', '👩‍💻', '❤️', '🇯🇵', '✨', '🔥🔥', '😀😃😄'],
+  punctuation: ['!!!', '...', '—', '-', '/', '\\', '@user', '#hashtag', '$100', '50%', 'a&b', '"quoted"', "'single'", '?!', '::', '~', '*', '|'],
+  contractions: ["don't", "it's", "we're", "they've", "I'm", "you'll", "he'd", "SHE'S", "rock'n'roll", "'tis", "o'clock"],
+  numbers: ['2024', '3.14', '1/2', '½', '²', 'Ⅻ', '٣', '1,000,000', '4k', 'v1.5', '0'],
+  entities: ['&amp;', '&quot;hi&quot;', '&#39;', '&lt;3', '&gt;', '&nbsp;', '&#x1F600;', '&eacute', 'caf&eacute;', '&copy; 2024', '&amp;amp;', '&#233;'],
+};
+const SEPARATORS = [', ', ',', ' ', ' , ', '  ', '\t', ',\n', ' ,  ', ', ,'];
+
+function generatedCaptions(count: number): string[] {
+  const random = seededRandom(0x5eed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
+  const pools = Object.values(POOLS);
+  const captions: string[] = [];
+  for (let i = 0; i < count; i += 1) {
+    // Every tenth caption is long: well past 75 and often past 225 tokens.
+    const pieces = 1 + Math.floor(random() * (i % 10 === 0 ? 120 : 12));
+    let caption = random() < 0.2 ? '  ' : '';
+    for (let p = 0; p < pieces; p += 1) caption += (p > 0 ? pick(SEPARATORS) : '') + pick(pick(pools));
+    captions.push(caption + (random() < 0.2 ? ' \n' : ''));
+  }
+  return captions;
+}
+
+const FIXED = [
+  'a photo of a cat',
+  '',
+  '   ',
+  'x',
+  'A Photo Of A Cat',
+  '<start_of_text> literally',
+  'abc<end_of_text>def',
+  "it'sn't 'S 'll've",
+  "ſ x'ſ ẞ \u212a",
+];
+
+let tokenizer: ClipTokenizer;
+let captions: string[];
+let reference: Reference[];
+
+beforeAll(async () => {
+  tokenizer = await loadClipTokenizer();
+  captions = [...FIXED, ...generatedCaptions(400)];
+  reference = openClipReference(captions);
+});
+
+describe('CLIP tokenizer vs open_clip tokenizer.py', () => {
+  it('covers a few hundred distinct captions, unicode and long ones included', () => {
+    expect(new Set(captions).size).toBeGreaterThan(380);
+    expect(captions.some((c) => /\p{Script=Han}/u.test(c) && /\p{Extended_Pictographic}/u.test(c))).toBe(true);
+    expect(reference.filter((r) => r.ids.length > 225).length).toBeGreaterThan(5);
+  });
+
+  it('cleans text exactly like open_clip minus ftfy (HTML unescaping, whitespace, lower case)', () => {
+    const mismatches = captions.filter((caption, i) => cleanText(caption) !== reference[i].cleanedWithoutFtfy);
+    expect(mismatches).toEqual([]);
+  });
+
+  it('produces the same ids for every caption', () => {
+    const mismatches = captions.flatMap((caption, i) => {
+      const ids = tokenizer.encode(caption);
+      const expected = reference[i].ids;
+      return ids.length === expected.length && ids.every((id, k) => id === expected[k])
+        ? []
+        : [{ caption, ftfyChanged: reference[i].ftfyChanged, ids, expected }];
+    });
+    expect(mismatches).toEqual([]);
+    // Not a vacuous comparison: the ids are real token sequences of many different lengths.
+    expect(new Set(reference.map((r) => r.ids.length)).size).toBeGreaterThan(50);
+  });
+
+  it('agrees on the numeric and named HTML character references it implements', () => {
+    const references = [
+      '&#0; &#13; &#11; &#127; &#128; &#129; &#150; &#159; &#xD800; &#x110000; &#99999999999; &#65534; &#x1FFFF; &#xfdd0;',
+      '&amp &AMP; &lt &GT &QUOT; &nbsp &iexcl; &yuml &szlig; &times; &divide &copy &COPY; &reg &REG;',
+      '&apos; &hellip; &ndash; &mdash; &bull; &trade; &euro; &larr; &rarr; &hearts; &star; &starf;',
+      '&ampx &notit; &copyright &eacutex &frac12; &frac12x &unknown; &; &# &#x; & amp; &AElig &aelig;',
+      '&amp;lt; &amp;#233; &amp;amp;amp;',
+    ];
+    const expected = openClipReference(references).map((r) => r.cleanedWithoutFtfy);
+    expect(references.map(cleanText)).toEqual(expected);
+  });
+});
