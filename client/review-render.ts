@@ -1,0 +1,123 @@
+/** What `lora review …` prints: pure functions of what the commands read, unit-tested. */
+import type { EditCaptionsResult, ReviewState } from '../lib/pipeline/review';
+import type { IssueCounts, ReviewDecision } from '../lib/pipeline/status';
+import type { ReportIssue, ReviewDetails } from './review';
+
+export interface IssuePage {
+  page: number;
+  pages: number;
+  pageSize: number;
+  /** Issues after the severity filter, on all pages. */
+  total: number;
+  items: ReportIssue[];
+}
+
+/** One page of issues (1-based); a page past the end is empty, not an error. */
+export function pageOfIssues(
+  issues: readonly ReportIssue[],
+  options: { page: number; pageSize: number; severity?: ReportIssue['severity'] },
+): IssuePage {
+  const selected = options.severity ? issues.filter((issue) => issue.severity === options.severity) : issues;
+  const start = (options.page - 1) * options.pageSize;
+  return {
+    page: options.page,
+    pages: Math.max(1, Math.ceil(selected.length / options.pageSize)),
+    pageSize: options.pageSize,
+    total: selected.length,
+    items: selected.slice(start, start + options.pageSize),
+  };
+}
+
+export function countsText(counts: IssueCounts): string {
+  return `${plural(counts.error, 'error')} · ${plural(counts.warning, 'warning')} · ${counts.info} info`;
+}
+
+export function decisionText(decision: ReviewDecision): string {
+  const what = decision.decision === 'not_needed' ? 'not needed' : decision.decision.replace('_', ' ');
+  const by = decision.reviewer ? ` by ${decision.reviewer}` : '';
+  const forced = decision.force ? ' (forced past caption errors)' : '';
+  const comment = decision.comment ? `: ${decision.comment}` : '';
+  return `${what}${by}${forced} at ${decision.at}${comment}`;
+}
+
+function phaseText(state: ReviewState): string {
+  if (state.phase === 'not_started') return 'not open yet: the run has not reached review';
+  if (state.phase === 'awaiting') return `awaiting a decision since ${state.openedAt}, times out at ${state.deadline}`;
+  return state.decision ? decisionText(state.decision) : 'decided';
+}
+
+function editsText(state: ReviewState): string | undefined {
+  const { batches, captions, editors } = state.edits;
+  if (batches === 0) return state.editsInFlight > 0 ? `${state.editsInFlight} in progress` : undefined;
+  const inFlight = state.editsInFlight > 0 ? `, ${state.editsInFlight} in progress` : '';
+  return `${plural(captions, 'caption')} rewritten in ${plural(batches, 'edit')} by ${editors.join(', ')}${inFlight}`;
+}
+
+/** `lora review show`: the summary, one page of issues, and what to do next. */
+export function reviewLines(details: ReviewDetails, page: IssuePage): string[] {
+  const { state } = details;
+  const rows: [string, string | undefined][] = [
+    ['run', details.workflowId],
+    ['review', phaseText(state)],
+    ['captions', state.captions && countsText(state.captions)],
+    ['edits', editsText(state)],
+    ['report', details.reportUri],
+    ['contact sheet', contactSheetText(details.contactSheetUris)],
+  ];
+  const shown = rows.filter(([, value]) => value !== undefined);
+  const width = Math.max(...shown.map(([label]) => label.length)) + 2;
+  const lines = shown.map(([label, value]) => `${`${label}:`.padEnd(width)}${value}`);
+  for (const ignored of state.ignoredSignals) {
+    lines.push(`ignored ${ignored.signal} signal${ignored.reviewer ? ` from ${ignored.reviewer}` : ''} at ${ignored.at}: ${ignored.why}`);
+  }
+  if (state.captions) {
+    lines.push('', page.total === 0 ? 'no issues' : `issues ${rangeText(page)} (page ${page.page}/${page.pages}):`);
+    for (const issue of page.items) {
+      lines.push(`  ${issue.severity.toUpperCase().padEnd(7)} ${issue.rule}  ${issue.file}`, `          ${issue.message}`);
+      if (issue.fix) lines.push(`          fix: ${issue.fix}`);
+    }
+    if (page.page < page.pages) lines.push(`  more: lora review show ${details.workflowId} --page ${page.page + 1}`);
+  }
+  if (state.phase === 'awaiting') lines.push('', ...nextStepLines(details.workflowId));
+  return lines;
+}
+
+export function nextStepLines(workflowId: string): string[] {
+  return [
+    `edit:    lora review edit ${workflowId} --reviewer <name> --image <name.jpg> --caption <text>   (or --file edits.json)`,
+    `approve: lora review approve ${workflowId} --reviewer <name> [--comment <text>] [--force]`,
+    `reject:  lora review reject ${workflowId} --reviewer <name> --reason <text>`,
+    `page:    lora review serve ${workflowId}`,
+  ];
+}
+
+export function editResultLines(workflowId: string, result: EditCaptionsResult): string[] {
+  const created = result.created > 0 ? ` (${result.created} new caption file${result.created === 1 ? '' : 's'})` : '';
+  return [
+    `rewrote ${plural(result.written, 'caption')}${created} in ${workflowId}`,
+    `captions now: ${countsText(result.captions)}`,
+    ...(result.captions.error > 0
+      ? [`errors remain: lora review show ${workflowId} lists them`]
+      : [`no caption errors left: lora review approve ${workflowId} --reviewer <name>`]),
+  ];
+}
+
+export function decisionLines(workflowId: string, decision: ReviewDecision): string[] {
+  const next = decision.decision === 'approved' ? 'the run goes on to upload and training' : 'the run ends without training';
+  return [`${workflowId}: ${decisionText(decision)}; ${next}`];
+}
+
+function contactSheetText(uris: readonly string[] | undefined): string | undefined {
+  if (!uris?.length) return undefined;
+  return uris.length === 1 ? uris[0] : `${uris[0]} (page 1 of ${uris.length}; the others beside it)`;
+}
+
+function rangeText(page: IssuePage): string {
+  if (page.items.length === 0) return `(none on this page of ${page.total})`;
+  const first = (page.page - 1) * page.pageSize + 1;
+  return `${first}-${first + page.items.length - 1} of ${page.total}`;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
