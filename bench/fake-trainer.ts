@@ -29,5 +29,7 @@ export class FakeTrainer implements Trainer {
     return { status: 'Failed', failureReason: 'fake trainer: benchmark job finished without an artifact' };
   }
 
-  async stop(): Promise<void> {}
+  async stop(): Promise<TrainingState> {
+    return { status: 'Stopped', secondaryStatus: 'Stopped' };
+  }
 }

@@ -9,7 +9,7 @@
  * Environment:
  *   LORA_FAMILY      sd15 | sdxl (default sd15): which base model's key names to write. sd-scripts
  *                    decides this by script (train_network.py vs sdxl_train_network.py), and its
- *                    config has no key for it, so the local trainer passes it here.
+ *                    config has no key for it, so the Kohya entrypoint passes it here.
  *   DRY_RUN_STEP_MS  pause per printed progress update, in ms (default 5); about 50 updates per run.
  */
 import * as fs from 'node:fs';

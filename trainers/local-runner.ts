@@ -4,14 +4,16 @@
  *
  *   node dist/trainers/local-runner.js <jobDir>
  *
- * Runs job.json's command in its own process group, appends its output to log.txt, reads progress
- * from it and keeps status.json current (atomically, at most every STATUS_INTERVAL_MS and at the
- * end). SIGTERM stops the job: SIGTERM to the trainer's group, SIGKILL after LORA_STOP_GRACE_MS.
+ * Runs job.json's command (the Kohya entrypoint) in its own process group, appends its output to
+ * log.txt, reads progress from it and keeps status.json current (atomically, at most every
+ * STATUS_INTERVAL_MS and at the end). SIGTERM stops the job: SIGTERM to the trainer's group,
+ * SIGKILL after LORA_STOP_GRACE_MS. A failure's reason is the entrypoint's output/failure line.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KohyaOutputParser, KohyaOutputState } from '../lib/kohya/progress';
+import { ML_PATHS } from '../adapters/trainer/entrypoint';
 import { LocalJobFile, LocalJobStatus, JOB_FILE, LOG_FILE, STATUS_FILE, stopGraceMs } from '../adapters/trainer/local';
 
 const STATUS_INTERVAL_MS = 500;
@@ -59,7 +61,7 @@ class Supervisor {
       cwd: this.jobDir,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LORA_FAMILY: this.job.family, PYTHONUNBUFFERED: '1' },
+      env: { ...process.env, ...this.job.env, PYTHONUNBUFFERED: '1' },
     });
     this.child = child;
     child.once('spawn', () => {
@@ -135,8 +137,8 @@ class Supervisor {
     if (this.spawnError) return failed(`could not start ${this.job.command[0]}: ${this.spawnError.message}`);
     if (exitCode !== 0) {
       const how = exitCode === null ? `killed by ${signal}` : `exit code ${exitCode}`;
-      const lastLine = output.lastLine ? truncate(output.lastLine) : 'no output';
-      return failed(`${lastLine} (${how}; see ${logFile})`);
+      const reason = this.entrypointFailure() ?? output.lastLine;
+      return failed(`${reason ? truncate(reason) : 'no output'} (${how}; see ${logFile})`);
     }
     // sd-scripts exits 0 when it finds no images; only the log tells.
     if (output.noDataFound) {
@@ -145,6 +147,15 @@ class Supervisor {
     const lora = path.join(this.job.outputDir, `${this.job.outputName}.safetensors`);
     if (!fs.existsSync(lora)) return failed(`training exited 0 but did not write ${lora} (see ${logFile})`);
     return { status: 'Completed', secondaryStatus: 'Completed' };
+  }
+
+  /** The first line of the entrypoint's output/failure, if it wrote one. */
+  private entrypointFailure(): string | undefined {
+    try {
+      return fs.readFileSync(path.join(this.jobDir, ML_PATHS.failure), 'utf8').split('\n')[0]?.trim() || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private scheduleStatus(): void {

@@ -1,11 +1,15 @@
 /**
- * Kohya-SS on this host. Each job is a folder `<jobsDir>/<jobName>/` holding everything about it:
+ * Kohya-SS on this host, through the same entrypoint the SageMaker image runs
+ * (docker/kohya/entrypoint.py), with the job folder `<jobsDir>/<jobName>/` as its ML root:
  *
- *   job.json     what to run (written once, exclusively: whoever creates it owns the launch)
- *   config.toml  the sd-scripts config, paths filled in
- *   status.json  written only by the supervisor (trainers/local-runner), atomically
- *   log.txt      the trainer's stdout and stderr
- *   output/      the LoRA files
+ *   job.json                            what to run (written once, exclusively: whoever creates it owns the launch)
+ *   status.json                         written only by the supervisor (trainers/local-runner), atomically; holds the pids
+ *   log.txt                             the entrypoint's and sd-scripts' stdout and stderr
+ *   input/config/hyperparameters.json   the sd-scripts options, encoded as for SageMaker
+ *   output/data/config.toml             the sd-scripts config the entrypoint wrote, paths filled in
+ *   output/failure                      the entrypoint's one-line reason when it fails
+ *   checkpoints/progress.json           the entrypoint's progress file
+ *   model/                              the LoRA files
  *
  * The supervisor runs detached from the worker, so training survives a worker restart and any
  * worker (or a new LocalTrainer) can describe or stop the job from these files alone.
@@ -16,17 +20,15 @@ import { readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { stringify as stringifyToml } from 'smol-toml';
 import { compiledScript } from '../project-paths';
 import type { BaseModelFamily } from '../../lib/pipeline/input';
 import type { TrainingJobRef, TrainingProgress, TrainingState } from '../../lib/pipeline/status';
-import type { KohyaConfig, Trainer, TrainingJobSpec } from './types';
+import { CHANNELS, ENTRYPOINT_SCRIPT, entrypointArgs, entrypointHyperParameters, KOHYA_COMMAND_ENV, ML_PATHS } from './entrypoint';
+import { InvalidTrainingSpecError, type KohyaConfig, type Trainer, type TrainingJobSpec } from './types';
 
 export const JOB_FILE = 'job.json';
-export const CONFIG_FILE = 'config.toml';
 export const STATUS_FILE = 'status.json';
 export const LOG_FILE = 'log.txt';
-export const OUTPUT_DIR = 'output';
 
 /** Environment variables the worker reads the sd-scripts command prefix from, per family (worker/config.ts). */
 export const COMMAND_ENV: Record<BaseModelFamily, string> = {
@@ -42,8 +44,10 @@ export interface LocalJobFile {
   jobName: string;
   runId: string;
   family: BaseModelFamily;
-  /** Full argv, `--config_file <config.toml>` included. */
+  /** The entrypoint's argv. */
   command: string[];
+  /** The entrypoint's environment on top of the supervisor's: the sd-scripts command. */
+  env: Record<string, string>;
   trainDataDir: string;
   outputDir: string;
   outputName: string;
@@ -69,9 +73,11 @@ export interface LocalTrainerOptions {
   jobsDir: string;
   /**
    * The sd-scripts command prefix per family, e.g. `['accelerate', 'launch', '/opt/sd-scripts/train_network.py']`
-   * (SDXL: `sdxl_train_network.py`); `--config_file <config.toml>` is appended. Dry runs need none.
+   * (SDXL: `sdxl_train_network.py`); the entrypoint appends `--config_file <config.toml>`. Dry runs need none.
    */
   command?: Partial<Record<BaseModelFamily, readonly string[]>>;
+  /** Python 3 to run the entrypoint with (default `python3`). */
+  python?: string;
   /**
    * Extra environment for the supervisor and the trainer on top of this process's, e.g.
    * CUDA_VISIBLE_DEVICES, LORA_STOP_GRACE_MS or the dry run's DRY_RUN_STEP_MS.
@@ -83,11 +89,13 @@ export class LocalTrainer implements Trainer {
   readonly backend = 'local' as const;
   readonly jobsDir: string;
   private readonly command: Partial<Record<BaseModelFamily, readonly string[]>>;
+  private readonly python: string;
   private readonly env: NodeJS.ProcessEnv;
 
   constructor(options: LocalTrainerOptions) {
     this.jobsDir = path.resolve(options.jobsDir);
     this.command = options.command ?? {};
+    this.python = options.python ?? 'python3';
     this.env = { ...process.env, ...options.env };
   }
 
@@ -97,31 +105,30 @@ export class LocalTrainer implements Trainer {
     if (await exists(path.join(jobDir, JOB_FILE))) return { ...ref, adopted: true };
 
     const trainDataDir = localPathOf(spec.datasetUri);
-    const configFile = path.join(jobDir, CONFIG_FILE);
-    const outputDir = path.join(jobDir, OUTPUT_DIR);
-    const config: KohyaConfig = {
-      ...checkedKohyaConfig(spec.kohyaConfig),
-      pretrained_model_name_or_path: spec.checkpoint,
-      train_data_dir: trainDataDir,
-      output_dir: outputDir,
-      output_name: spec.outputName,
-    };
+    const hyperParameters = entrypointHyperParameters({
+      family: spec.family,
+      kohyaConfig: { ...checkedKohyaConfig(spec.kohyaConfig), output_name: spec.outputName },
+      pretrainedModel: spec.checkpoint,
+    });
     const job: LocalJobFile = {
       jobName: spec.jobName,
       runId: spec.runId,
       family: spec.family,
-      command: [...(await this.commandFor(spec)), '--config_file', configFile],
+      // The job folder in the argv also lets isOurProcess recognise the entrypoint by its command line.
+      command: [this.python, ENTRYPOINT_SCRIPT, ...entrypointArgs(jobDir, { [CHANNELS.dataset]: trainDataDir })],
+      env: { [KOHYA_COMMAND_ENV]: JSON.stringify(await this.commandFor(spec)) },
       trainDataDir,
-      outputDir,
+      outputDir: path.join(jobDir, ML_PATHS.model),
       outputName: spec.outputName,
       createdAt: new Date().toISOString(),
     };
     const runner = compiledScript('trainers/local-runner');
     await assertCompiled(runner);
 
-    await fs.mkdir(jobDir, { recursive: true });
-    // config.toml first: whoever sees job.json may rely on it. Concurrent launchers write the same bytes.
-    await writeFileAtomic(configFile, stringifyToml(config) + '\n');
+    const hyperParametersFile = path.join(jobDir, ML_PATHS.hyperParameters);
+    await fs.mkdir(path.dirname(hyperParametersFile), { recursive: true });
+    // hyperparameters.json first: whoever sees job.json may rely on it. Concurrent launchers write the same bytes.
+    await writeFileAtomic(hyperParametersFile, JSON.stringify(hyperParameters, null, 2) + '\n');
     if (!(await createExclusive(path.join(jobDir, JOB_FILE), JSON.stringify(job, null, 2) + '\n'))) {
       return { ...ref, adopted: true };
     }
@@ -155,7 +162,13 @@ export class LocalTrainer implements Trainer {
     return stateOf(current, job);
   }
 
-  async stop(ref: TrainingJobRef): Promise<void> {
+  async stop(ref: TrainingJobRef): Promise<TrainingState | undefined> {
+    await this.stopAndWait(ref);
+    return (await readJobFile(this.jobDirOf(ref.jobName))) ? this.describe(ref) : undefined;
+  }
+
+  /** Signals the supervisor and waits until the job has ended (it escalates to SIGKILL itself). */
+  private async stopAndWait(ref: TrainingJobRef): Promise<void> {
     const jobDir = this.jobDirOf(ref.jobName);
     const job = await readJobFile(jobDir);
     if (!job) return; // never launched: nothing to stop
@@ -197,7 +210,7 @@ export class LocalTrainer implements Trainer {
 
   private jobDirOf(jobName: string): string {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(jobName)) {
-      throw new Error(`jobName: "${jobName}" must be 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+      throw new InvalidTrainingSpecError(`jobName: "${jobName}" must be 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit`);
     }
     return path.join(this.jobsDir, jobName);
   }
@@ -210,7 +223,7 @@ export class LocalTrainer implements Trainer {
     }
     const command = this.command[spec.family];
     if (!command || command.length === 0) {
-      throw new Error(
+      throw new InvalidTrainingSpecError(
         `the local trainer command for ${spec.family} is not configured: set ${COMMAND_ENV[spec.family]} ` +
           `(e.g. "accelerate launch /opt/sd-scripts/${spec.family === 'sdxl' ? 'sdxl_' : ''}train_network.py") ` +
           'or LocalTrainerOptions.command, or run with trainer.dryRun',
@@ -241,7 +254,7 @@ function stateOf(status: LocalJobStatus, job: LocalJobFile): TrainingState {
 
 function localPathOf(datasetUri: string): string {
   if (!datasetUri.startsWith('file://')) {
-    throw new Error(`datasetUri: the local trainer reads datasets from this host's disk and needs a file:// URI, got "${datasetUri}"`);
+    throw new InvalidTrainingSpecError(`datasetUri: the local trainer reads datasets from this host's disk and needs a file:// URI, got "${datasetUri}"`);
   }
   return fileURLToPath(datasetUri);
 }
@@ -249,7 +262,7 @@ function localPathOf(datasetUri: string): string {
 function checkedKohyaConfig(config: KohyaConfig): KohyaConfig {
   for (const [key, value] of Object.entries(config)) {
     const ok = typeof value === 'string' || typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value));
-    if (!ok) throw new Error(`kohyaConfig.${key}: must be a string, boolean or finite number, got ${String(value)}`);
+    if (!ok) throw new InvalidTrainingSpecError(`kohyaConfig.${key}: must be a string, boolean or finite number, got ${String(value)}`);
   }
   return config;
 }

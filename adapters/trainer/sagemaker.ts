@@ -2,7 +2,10 @@
  * Kohya-SS as a SageMaker training job. The job name is the idempotency key: launch describes
  * before it creates, and a create that reports a duplicate (a retry whose first response was lost)
  * adopts the job, but only when its `lora:run-id` tag says it belongs to the same workflow.
+ * Live progress comes from the progress.json the container writes into /opt/ml/checkpoints, which
+ * SageMaker syncs to the job's checkpoint prefix.
  */
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   CreateTrainingJobCommand,
   type CreateTrainingJobRequest,
@@ -13,25 +16,18 @@ import {
   StopTrainingJobCommand,
   type TrainingInstanceType,
 } from '@aws-sdk/client-sagemaker';
-import type { TrainingJobRef, TrainingState } from '../../lib/pipeline/status';
-import type { KohyaConfig, Trainer, TrainingJobSpec } from './types';
+import { ContainerProgress, progressOfContainer, progressWarnings } from '../../lib/kohya/progress';
+import type { TrainingJobRef, TrainingProgress, TrainingState } from '../../lib/pipeline/status';
+import { ObjectNotFoundError } from '../store/types';
+import { S3Store } from '../store/s3';
+import { CHANNELS, CONTAINER_ML_ROOT, entrypointHyperParameters, ML_PATHS, PROGRESS_FILE } from './entrypoint';
+import { InvalidTrainingSpecError, type Trainer, type TrainingJobSpec } from './types';
 
 export const RUN_ID_TAG = 'lora:run-id';
 export const OUTPUT_NAME_TAG = 'lora:output-name';
 
-/** Where SageMaker puts things inside the training container. */
-export const CONTAINER_PATHS = {
-  /** Channel `dataset`: the `<repeats>_<concept>/` folders. */
-  dataset: '/opt/ml/input/data/dataset',
-  /** Channel `model`: the checkpoint, when it comes from S3. */
-  model: '/opt/ml/input/data/model',
-  /** Everything here is packed into `<S3OutputPath>/<job>/output/model.tar.gz`. */
-  output: '/opt/ml/model',
-} as const;
-
-// CreateTrainingJob limits on HyperParameters.
-const MAX_HYPERPARAMETERS = 100;
-const MAX_HYPERPARAMETER_VALUE_LENGTH = 2500;
+/** Where SageMaker syncs the checkpoint prefix inside the container (its default LocalPath). */
+const CONTAINER_CHECKPOINTS = `${CONTAINER_ML_ROOT}/${ML_PATHS.checkpoints}`;
 
 const TERMINAL_STATUSES: ReadonlySet<string> = new Set(['Completed', 'Failed', 'Stopped']);
 const STATUSES: ReadonlySet<string> = new Set(['InProgress', 'Completed', 'Failed', 'Stopping', 'Stopped']);
@@ -55,9 +51,12 @@ export class TrainingJobConflictError extends Error {
 export class SageMakerTrainer implements Trainer {
   readonly backend = 'sagemaker' as const;
   private readonly client: SageMakerClient;
+  private readonly s3: S3Client | undefined;
 
-  constructor(options: { client: SageMakerClient }) {
+  /** Without `s3` the trainer reports status only, no live progress. */
+  constructor(options: { client: SageMakerClient; s3?: S3Client }) {
     this.client = options.client;
+    this.s3 = options.s3;
   }
 
   async launch(spec: TrainingJobSpec): Promise<TrainingJobRef & { adopted: boolean }> {
@@ -85,20 +84,31 @@ export class SageMakerTrainer implements Trainer {
 
   async describe(ref: TrainingJobRef): Promise<TrainingState> {
     const job = await this.client.send(new DescribeTrainingJobCommand({ TrainingJobName: ref.jobName }));
-    return trainingStateOf(job);
+    const state = trainingStateOf(job);
+    const checkpointUri = job.CheckpointConfig?.S3Uri;
+    if (!this.s3 || !checkpointUri) return state;
+    const read = await readProgress(this.s3, checkpointUri);
+    const warnings = [...progressWarnings(read.progress), ...(read.warning ? [read.warning] : [])];
+    return {
+      ...state,
+      ...(read.progress && Object.keys(read.progress).length ? { progress: read.progress } : {}),
+      ...(warnings.length ? { warnings } : {}),
+    };
   }
 
-  async stop(ref: TrainingJobRef): Promise<void> {
+  async stop(ref: TrainingJobRef): Promise<TrainingState | undefined> {
     try {
       await this.client.send(new StopTrainingJobCommand({ TrainingJobName: ref.jobName }));
     } catch (err) {
       // Stopping a finished job is a ValidationException on AWS, and moto does not implement
-      // StopTrainingJob at all (HTTP 500). Either way the job's status decides: nothing left to
-      // stop is success, anything else is the original failure.
-      const state = await this.describe(ref).catch(() => undefined);
-      if (state && (TERMINAL_STATUSES.has(state.status) || state.status === 'Stopping')) return;
+      // StopTrainingJob at all (HTTP 500). Either way the job's status decides: no job, or nothing
+      // left to stop, is success; anything else is the original failure.
+      if (!(await this.findJob(ref.jobName))) return undefined;
+      const state = await this.describe(ref);
+      if (TERMINAL_STATUSES.has(state.status) || state.status === 'Stopping') return state;
       throw err;
     }
+    return this.describe(ref);
   }
 
   /** The job's ARN, or undefined when no job has that name. */
@@ -130,73 +140,81 @@ export class SageMakerTrainer implements Trainer {
   }
 }
 
+/**
+ * The container's progress.json. Progress is a nicety: a missing file (not written or synced
+ * yet) means no progress, and any other problem becomes a warning, never a failed watch.
+ */
+async function readProgress(s3: S3Client, checkpointUri: string): Promise<{ progress?: TrainingProgress; warning?: string }> {
+  const uri = `${checkpointUri.replace(/\/+$/, '')}/${PROGRESS_FILE}`;
+  let text: string;
+  try {
+    text = (await new S3Store(checkpointUri, s3).get(PROGRESS_FILE)).toString('utf8');
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return {};
+    const { name, message } = err as Error;
+    return { warning: `live progress unavailable: reading ${uri} failed: ${name}: ${message}` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { warning: `live progress unavailable: ${uri} is not JSON (${(err as Error).message})` };
+  }
+  const parsed = ContainerProgress.safeParse(json);
+  if (!parsed.success) return { warning: `live progress unavailable: ${uri} is not a progress file (${parsed.error.issues[0]?.message})` };
+  return { progress: progressOfContainer(parsed.data) };
+}
+
 /** The CreateTrainingJob request for a spec; throws an Error naming the field when one is unusable. */
 export function createTrainingJobRequest(spec: TrainingJobSpec): CreateTrainingJobRequest {
   const sagemaker = spec.sagemaker;
   if (!sagemaker) {
-    throw new Error(
-      `spec.sagemaker is required by the sagemaker trainer (job "${spec.jobName}"): imageUri, roleArn, instanceType, volumeSizeGb, maxRuntimeSeconds, outputS3Uri`,
+    throw new InvalidTrainingSpecError(
+      `spec.sagemaker is required by the sagemaker trainer (job "${spec.jobName}"): imageUri, roleArn, instanceType, volumeSizeGb, maxRuntimeSeconds, outputS3Uri, checkpointS3Uri`,
     );
   }
-  if (!spec.datasetUri.startsWith('s3://')) {
-    throw new Error(`spec.datasetUri must be an s3:// URI for the sagemaker trainer, got "${spec.datasetUri}"`);
+  for (const [field, uri] of [
+    ['spec.datasetUri', spec.datasetUri],
+    ['spec.sagemaker.outputS3Uri', sagemaker.outputS3Uri],
+    ['spec.sagemaker.checkpointS3Uri', sagemaker.checkpointS3Uri],
+  ] as const) {
+    if (!uri.startsWith('s3://')) throw new InvalidTrainingSpecError(`${field} must be an s3:// URI for the sagemaker trainer, got "${uri}"`);
   }
-  if (!sagemaker.outputS3Uri.startsWith('s3://')) {
-    throw new Error(`spec.sagemaker.outputS3Uri must be an s3:// URI, got "${sagemaker.outputS3Uri}"`);
+  if (sagemaker.spot && sagemaker.spot.maxWaitSeconds < sagemaker.maxRuntimeSeconds) {
+    throw new InvalidTrainingSpecError(`spec.sagemaker.spot.maxWaitSeconds (${sagemaker.spot.maxWaitSeconds}) must be ≥ maxRuntimeSeconds (${sagemaker.maxRuntimeSeconds})`);
   }
   const checkpointFromS3 = spec.checkpoint.startsWith('s3://');
-  const channels: CreateTrainingJobRequest['InputDataConfig'] = [s3Channel('dataset', spec.datasetUri)];
-  if (checkpointFromS3) channels.push(s3Channel('model', spec.checkpoint));
+  const channels: CreateTrainingJobRequest['InputDataConfig'] = [s3Channel(CHANNELS.dataset, spec.datasetUri)];
+  if (checkpointFromS3) channels.push(s3Channel(CHANNELS.model, spec.checkpoint));
   return {
     TrainingJobName: spec.jobName,
     AlgorithmSpecification: { TrainingImage: sagemaker.imageUri, TrainingInputMode: 'File' },
     RoleArn: sagemaker.roleArn,
     InputDataConfig: channels,
     OutputDataConfig: { S3OutputPath: sagemaker.outputS3Uri },
+    CheckpointConfig: { S3Uri: sagemaker.checkpointS3Uri, LocalPath: CONTAINER_CHECKPOINTS },
     ResourceConfig: {
       InstanceType: sagemaker.instanceType as TrainingInstanceType,
       InstanceCount: 1,
       VolumeSizeInGB: sagemaker.volumeSizeGb,
     },
-    StoppingCondition: { MaxRuntimeInSeconds: sagemaker.maxRuntimeSeconds },
-    HyperParameters: hyperParameters({
-      ...spec.kohyaConfig,
-      // The container's paths, which only this backend knows.
-      pretrained_model_name_or_path: checkpointFromS3 ? checkpointInContainer(spec.checkpoint) : spec.checkpoint,
-      train_data_dir: CONTAINER_PATHS.dataset,
-      output_dir: CONTAINER_PATHS.output,
-      output_name: spec.outputName,
-      // For the container's entrypoint: which sd-scripts program to run, and what it must produce.
-      lora_family: spec.family,
-      lora_output_name: spec.outputName,
+    ...(sagemaker.spot ? { EnableManagedSpotTraining: true } : {}),
+    StoppingCondition: {
+      MaxRuntimeInSeconds: sagemaker.maxRuntimeSeconds,
+      ...(sagemaker.spot ? { MaxWaitTimeInSeconds: sagemaker.spot.maxWaitSeconds } : {}),
+    },
+    HyperParameters: entrypointHyperParameters({
+      family: spec.family,
+      kohyaConfig: { ...spec.kohyaConfig, output_name: spec.outputName },
+      ...(checkpointFromS3 ? { modelFile: modelFileOf(spec.checkpoint) } : { pretrainedModel: spec.checkpoint }),
+      // A spot job restarts after an interruption; resuming from the last epoch's state saves the hours done.
+      resume: sagemaker.spot !== undefined,
     }),
     Tags: [
       { Key: RUN_ID_TAG, Value: spec.runId },
       { Key: OUTPUT_NAME_TAG, Value: spec.outputName },
     ],
   };
-}
-
-/**
- * SageMaker hyperparameters are string → string: strings are passed as they are, numbers and
- * booleans JSON-encoded ("32", "0.0001", "true") for the entrypoint to turn back into TOML values.
- */
-export function hyperParameters(config: KohyaConfig): Record<string, string> {
-  const entries = Object.entries(config);
-  if (entries.length > MAX_HYPERPARAMETERS) {
-    throw new Error(`kohya config has ${entries.length} options; SageMaker accepts at most ${MAX_HYPERPARAMETERS} hyperparameters`);
-  }
-  return Object.fromEntries(
-    entries.map(([key, value]) => {
-      const text = typeof value === 'string' ? value : JSON.stringify(value);
-      if (text.length > MAX_HYPERPARAMETER_VALUE_LENGTH) {
-        throw new Error(
-          `kohya option "${key}" is ${text.length} characters; SageMaker hyperparameter values are limited to ${MAX_HYPERPARAMETER_VALUE_LENGTH}`,
-        );
-      }
-      return [key, text];
-    }),
-  );
 }
 
 /** Maps DescribeTrainingJob to the pipeline's TrainingState. */
@@ -231,9 +249,9 @@ function s3Channel(name: string, s3Uri: string): NonNullable<CreateTrainingJobRe
 
 /**
  * SageMaker copies each object below an S3Prefix to the channel directory with the prefix cut at
- * its last "/": `s3://b/m/x.safetensors` → `model/x.safetensors`, `s3://b/m/sd15/` → `model/…`.
+ * its last "/": `s3://b/m/x.safetensors` → `model/x.safetensors`; a prefix ending in "/" names no
+ * file, and the entrypoint takes the channel's only model file.
  */
-function checkpointInContainer(checkpointUri: string): string {
-  const name = checkpointUri.slice(checkpointUri.lastIndexOf('/') + 1);
-  return name === '' ? CONTAINER_PATHS.model : `${CONTAINER_PATHS.model}/${name}`;
+function modelFileOf(checkpointUri: string): string {
+  return checkpointUri.slice(checkpointUri.lastIndexOf('/') + 1);
 }

@@ -25,14 +25,27 @@ export interface TrainingJobSpec {
     volumeSizeGb: number;
     maxRuntimeSeconds: number;
     outputS3Uri: string;
+    /** This job's own prefix for /opt/ml/checkpoints: progress.json and the spot resume state. */
+    checkpointS3Uri: string;
+    /** Managed spot training, waiting at most this long in total (≥ maxRuntimeSeconds). */
+    spot?: { maxWaitSeconds: number };
   };
   /** Local backend only: run the labelled dry-run stand-in instead of sd-scripts. */
   dryRun?: boolean;
+}
+
+/** A spec the backend cannot run as given (a file:// dataset for SageMaker, no sd-scripts command): retrying cannot help. */
+export class InvalidTrainingSpecError extends Error {
+  override readonly name = 'InvalidTrainingSpecError';
 }
 
 export interface Trainer {
   readonly backend: TrainingJobRef['backend'];
   launch(spec: TrainingJobSpec): Promise<TrainingJobRef & { adopted: boolean }>;
   describe(ref: TrainingJobRef): Promise<TrainingState>;
-  stop(ref: TrainingJobRef): Promise<void>;
+  /**
+   * Asks the job to stop and returns its state right after; stopping a finished job is a no-op.
+   * undefined when no job of that name exists (it was never launched).
+   */
+  stop(ref: TrainingJobRef): Promise<TrainingState | undefined>;
 }

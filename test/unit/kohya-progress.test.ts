@@ -8,10 +8,10 @@ describe('KohyaOutputParser', () => {
     let state = parser.feed('\rsteps:  12%|█▏        | 240/20', 'stderr');
     expect(state.progress).toEqual({ step: 0, totalSteps: 2000 });
     state = parser.feed('00 [00:10<01:10, 3.2it/s, avr_loss=0.0871]\rsteps:  12%|█▏        | 241/2000 [00:10<01:10, 3.2it/s, avr_loss=0.087]', 'stderr');
-    expect(state.progress).toEqual({ step: 240, totalSteps: 2000, loss: 0.0871 });
+    expect(state.progress).toEqual({ step: 240, totalSteps: 2000, loss: 0.0871, etaSeconds: 70 });
     // The last redraw has no terminator yet; end() reads it.
     state = parser.end();
-    expect(state.progress).toEqual({ step: 241, totalSteps: 2000, loss: 0.087 });
+    expect(state.progress).toEqual({ step: 241, totalSteps: 2000, loss: 0.087, etaSeconds: 70 });
   });
 
   it('reads epochs from stdout, also inside a log line', () => {
@@ -27,7 +27,7 @@ describe('KohyaOutputParser', () => {
     parser.feed('epo', 'stdout');
     parser.feed('steps:  50%|█████     | 5/10 [00:01<00:01, 5.0it/s, avr_loss=0.1]\r', 'stderr');
     parser.feed('ch 3/4\n', 'stdout');
-    expect(parser.state.progress).toEqual({ step: 5, totalSteps: 10, loss: 0.1, epoch: 3, totalEpochs: 4 });
+    expect(parser.state.progress).toEqual({ step: 5, totalSteps: 10, loss: 0.1, etaSeconds: 1, epoch: 3, totalEpochs: 4 });
   });
 
   it('reads the totals sd-scripts prints before training', () => {
@@ -41,9 +41,18 @@ describe('KohyaOutputParser', () => {
     parser.feed('steps:  10%|█         | 10/100 [00:01<00:09, 10it/s, avr_loss=0.12]\r', 'stderr');
     expect(parser.state.progress.lossIsNaN).toBeUndefined();
     parser.feed('steps:  11%|█         | 11/100 [00:01<00:09, 10it/s, avr_loss=nan]\r', 'stderr');
-    expect(parser.state.progress).toEqual({ step: 11, totalSteps: 100, lossIsNaN: true });
+    expect(parser.state.progress).toEqual({ step: 11, totalSteps: 100, lossIsNaN: true, etaSeconds: 9 });
+    // Once NaN, the weights are NaN: a finite average later does not make the loss worth showing.
     parser.feed('steps:  12%|█▏        | 12/100 [00:01<00:09, 10it/s, avr_loss=0.11]\r', 'stderr');
-    expect(parser.state.progress).toMatchObject({ step: 12, lossIsNaN: true, loss: 0.11 });
+    expect(parser.state.progress).toEqual({ step: 12, totalSteps: 100, lossIsNaN: true, etaSeconds: 9 });
+  });
+
+  it("reads tqdm's remaining time as the ETA, hours included, and drops it while unknown", () => {
+    const parser = new KohyaOutputParser();
+    parser.feed('steps:  40%|████      | 400/1000 [1:02:03<1:05:07, 0.11it/s, avr_loss=0.09]\r', 'stderr');
+    expect(parser.state.progress.etaSeconds).toBe(3907);
+    parser.feed('steps:  40%|████      | 400/1000 [1:02:03<?, ?it/s]\r', 'stderr');
+    expect(parser.state.progress).not.toHaveProperty('etaSeconds');
   });
 
   it('flags "No data found" and "model saved." and remembers the last line', () => {

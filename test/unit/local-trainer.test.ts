@@ -55,7 +55,7 @@ describe('LocalTrainer.launch input checks', () => {
     const trainer = new LocalTrainer({ jobsDir });
     const writeJob = async (jobName: string, createdAt: Date) => {
       await fs.mkdir(path.join(jobsDir, jobName));
-      const job = { jobName, runId: 'r', family: 'sd15', command: ['x'], trainDataDir: '/d', outputDir: '/o', outputName: 'demo', createdAt };
+      const job = { jobName, runId: 'r', family: 'sd15', command: ['x'], env: {}, trainDataDir: '/d', outputDir: '/o', outputName: 'demo', createdAt };
       await fs.writeFile(path.join(jobsDir, jobName, 'job.json'), JSON.stringify(job));
     };
     await writeJob('fresh', new Date());
@@ -64,8 +64,8 @@ describe('LocalTrainer.launch input checks', () => {
     const stale = await trainer.describe({ backend: 'local', jobName: 'stale' });
     expect(stale).toMatchObject({ status: 'Failed', secondaryStatus: 'Failed' });
     expect(stale.failureReason).toMatch(/^the local trainer's supervisor never started: no .*\/stale\/status\.json/);
-    // Nothing runs for it, so stopping returns at once.
-    await expect(trainer.stop({ backend: 'local', jobName: 'stale' })).resolves.toBeUndefined();
+    // Nothing runs for it, so stopping returns its state at once.
+    await expect(trainer.stop({ backend: 'local', jobName: 'stale' })).resolves.toMatchObject({ status: 'Failed' });
     // A launch adopts it rather than starting a second supervisor.
     await expect(trainer.launch(spec({ jobName: 'fresh', dryRun: true }))).resolves.toEqual({ backend: 'local', jobName: 'fresh', adopted: true });
   });

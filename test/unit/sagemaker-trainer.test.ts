@@ -6,9 +6,12 @@ import {
   SageMakerClient,
   StopTrainingJobCommand,
 } from '@aws-sdk/client-sagemaker';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
-import { hyperParameters, SageMakerTrainer, TrainingJobConflictError } from '../../adapters/trainer/sagemaker';
-import type { TrainingJobSpec } from '../../adapters/trainer/types';
+import { hyperParameters } from '../../adapters/trainer/entrypoint';
+import { createTrainingJobRequest, SageMakerTrainer, TrainingJobConflictError } from '../../adapters/trainer/sagemaker';
+import { InvalidTrainingSpecError, type TrainingJobSpec } from '../../adapters/trainer/types';
+import { NAN_LOSS_WARNING } from '../../lib/kohya/progress';
 
 const JOB = 'lora-demo-0123456789ab';
 const ARN = `arn:aws:sagemaker:us-east-1:123456789012:training-job/${JOB}`;
@@ -21,7 +24,7 @@ const spec: TrainingJobSpec = {
   family: 'sd15',
   checkpoint: 's3://bucket/models/base/v1-5-pruned.safetensors',
   outputName: 'demo',
-  kohyaConfig: { network_dim: 32, learning_rate: 0.0001, shuffle_caption: true, resolution: '512,512', output_name: 'ignored' },
+  kohyaConfig: { network_dim: 32, network_alpha: 16, learning_rate: 0.0001, shuffle_caption: true, resolution: '512,512', output_name: 'ignored' },
   sagemaker: {
     imageUri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/kohya:latest',
     roleArn: 'arn:aws:iam::123456789012:role/SageMakerRole',
@@ -29,12 +32,18 @@ const spec: TrainingJobSpec = {
     volumeSizeGb: 100,
     maxRuntimeSeconds: 86400,
     outputS3Uri: 's3://bucket/training',
+    checkpointS3Uri: `s3://bucket/checkpoints/${JOB}/`,
   },
 };
 
 /** Service errors as the SDK raises them: a name and the HTTP status. */
 function serviceError(name: string, httpStatusCode: number): Error {
-  return Object.assign(new Error(`${name} from the mock`), { name, $fault: 'client', $metadata: { httpStatusCode } });
+  return Object.assign(new Error(`${name} from the mock`), { name, $fault: httpStatusCode >= 500 ? 'server' : 'client', $metadata: { httpStatusCode } });
+}
+
+/** A GetObject response whose body reads as `text`. */
+function objectBody(text: string): { Body: never } {
+  return { Body: { transformToByteArray: async () => new TextEncoder().encode(text) } as never };
 }
 
 function job(fields: Partial<DescribeTrainingJobResponse>): DescribeTrainingJobResponse {
@@ -52,10 +61,17 @@ function job(fields: Partial<DescribeTrainingJobResponse>): DescribeTrainingJobR
 }
 
 const sagemaker = mockClient(SageMakerClient);
+const s3 = mockClient(S3Client);
 const trainer = new SageMakerTrainer({ client: new SageMakerClient({ region: 'us-east-1' }) });
 
-beforeEach(() => sagemaker.reset());
-afterAll(() => sagemaker.restore());
+beforeEach(() => {
+  sagemaker.reset();
+  s3.reset();
+});
+afterAll(() => {
+  sagemaker.restore();
+  s3.restore();
+});
 
 describe('describe', () => {
   it('follows a job from Starting through Training to Completed with its artifact', async () => {
@@ -112,6 +128,51 @@ describe('describe', () => {
   });
 });
 
+describe('live progress from the checkpoint prefix', () => {
+  const withS3 = new SageMakerTrainer({ client: new SageMakerClient({ region: 'us-east-1' }), s3: new S3Client({ region: 'us-east-1' }) });
+  const training = job({ SecondaryStatus: 'Training', CheckpointConfig: { S3Uri: `s3://bucket/checkpoints/${JOB}/` } });
+  const progressKey = { Bucket: 'bucket', Key: `checkpoints/${JOB}/progress.json` };
+
+  it("reads the container's progress.json: steps, epoch, loss, ETA", async () => {
+    sagemaker.on(DescribeTrainingJobCommand).resolves(training);
+    s3.on(GetObjectCommand, progressKey).resolves(
+      objectBody(JSON.stringify({ step: 240, totalSteps: 2000, epoch: 2, totalEpochs: 10, loss: 0.0871, etaSeconds: 70, updatedAt: '2025-01-01T00:00:00Z' })),
+    );
+    expect(await withS3.describe(REF)).toEqual({
+      status: 'InProgress',
+      secondaryStatus: 'Training',
+      progress: { step: 240, totalSteps: 2000, epoch: 2, totalEpochs: 10, loss: 0.0871, etaSeconds: 70 },
+    });
+  });
+
+  it('turns a NaN loss into a warning', async () => {
+    sagemaker.on(DescribeTrainingJobCommand).resolves(training);
+    s3.on(GetObjectCommand).resolves(objectBody(JSON.stringify({ step: 300, totalSteps: 2000, lossIsNaN: true })));
+    expect(await withS3.describe(REF)).toMatchObject({ progress: { step: 300, lossIsNaN: true }, warnings: [NAN_LOSS_WARNING] });
+  });
+
+  it('reports no progress before the container has written any', async () => {
+    sagemaker.on(DescribeTrainingJobCommand).resolves(training);
+    s3.on(GetObjectCommand).rejects(serviceError('NoSuchKey', 404));
+    expect(await withS3.describe(REF)).toEqual({ status: 'InProgress', secondaryStatus: 'Training' });
+  });
+
+  it.each([
+    ['cannot be read', () => s3.on(GetObjectCommand).rejects(serviceError('AccessDenied', 403)), /reading s3:\/\/bucket\/checkpoints\/.*\/progress\.json failed: AccessDenied: AccessDenied from the mock$/],
+    ['is not JSON', () => s3.on(GetObjectCommand).resolves(objectBody('{"step": 3')), /progress\.json is not JSON/],
+    ['has the wrong shape', () => s3.on(GetObjectCommand).resolves(objectBody('{"step": "three"}')), /progress\.json is not a progress file/],
+  ])('keeps watching with a warning when progress.json %s', async (_case, arrange, warning) => {
+    sagemaker.on(DescribeTrainingJobCommand).resolves(training);
+    arrange();
+    const state = await withS3.describe(REF);
+    expect(state).toMatchObject({ status: 'InProgress', secondaryStatus: 'Training' });
+    expect(state.progress).toBeUndefined();
+    expect(state.warnings).toHaveLength(1);
+    expect(state.warnings![0]).toMatch(/^live progress unavailable: /);
+    expect(state.warnings![0]).toMatch(warning);
+  });
+});
+
 describe('launch', () => {
   it('creates the job when none exists, with channels, tags and string hyperparameters', async () => {
     sagemaker.on(DescribeTrainingJobCommand).rejects(serviceError('ValidationException', 400));
@@ -127,6 +188,7 @@ describe('launch', () => {
       AlgorithmSpecification: { TrainingImage: spec.sagemaker!.imageUri, TrainingInputMode: 'File' },
       RoleArn: spec.sagemaker!.roleArn,
       OutputDataConfig: { S3OutputPath: 's3://bucket/training' },
+      CheckpointConfig: { S3Uri: `s3://bucket/checkpoints/${JOB}/`, LocalPath: '/opt/ml/checkpoints' },
       ResourceConfig: { InstanceType: 'ml.g5.2xlarge', InstanceCount: 1, VolumeSizeInGB: 100 },
       StoppingCondition: { MaxRuntimeInSeconds: 86400 },
       Tags: [
@@ -141,18 +203,50 @@ describe('launch', () => {
     expect(input.InputDataConfig?.every((channel) => channel.DataSource?.S3DataSource?.S3DataType === 'S3Prefix')).toBe(true);
     const hyperParameters = input.HyperParameters ?? {};
     expect(Object.values(hyperParameters).every((value) => typeof value === 'string')).toBe(true);
-    expect(hyperParameters).toMatchObject({
+    expect(hyperParameters).toEqual({
       network_dim: '32',
+      // A float option keeps its decimal point, so sd-scripts reads a float from the TOML.
+      network_alpha: '16.0',
       learning_rate: '0.0001',
       shuffle_caption: 'true',
       resolution: '512,512',
       output_name: 'demo',
+      // For the entrypoint: which script, which values stay strings, which file in the model channel.
       lora_family: 'sd15',
-      lora_output_name: 'demo',
-      train_data_dir: '/opt/ml/input/data/dataset',
-      output_dir: '/opt/ml/model',
-      pretrained_model_name_or_path: '/opt/ml/input/data/model/v1-5-pruned.safetensors',
+      lora_string_options: 'resolution,output_name',
+      lora_model_file: 'v1-5-pruned.safetensors',
     });
+    // No spot unless asked for.
+    expect(input).not.toHaveProperty('EnableManagedSpotTraining');
+    expect(input.StoppingCondition).not.toHaveProperty('MaxWaitTimeInSeconds');
+  });
+
+  it('asks for managed spot with the wait time, and tells the entrypoint to resume from its checkpoints', () => {
+    const input = createTrainingJobRequest({ ...spec, sagemaker: { ...spec.sagemaker!, spot: { maxWaitSeconds: 172800 } } });
+    expect(input).toMatchObject({
+      EnableManagedSpotTraining: true,
+      StoppingCondition: { MaxRuntimeInSeconds: 86400, MaxWaitTimeInSeconds: 172800 },
+      CheckpointConfig: { S3Uri: `s3://bucket/checkpoints/${JOB}/` },
+    });
+    expect(input.HyperParameters?.lora_resume).toBe('true');
+  });
+
+  it.each([
+    ['a file:// dataset', { datasetUri: 'file:///data/demo' }, 'spec.datasetUri must be an s3:// URI for the sagemaker trainer, got "file:///data/demo"'],
+    ['a local checkpoint prefix', { sagemaker: { ...spec.sagemaker!, checkpointS3Uri: '/tmp/ckpt' } }, 'spec.sagemaker.checkpointS3Uri must be an s3:// URI for the sagemaker trainer, got "/tmp/ckpt"'],
+    ['a spot wait shorter than the runtime', { sagemaker: { ...spec.sagemaker!, spot: { maxWaitSeconds: 60 } } }, 'spec.sagemaker.spot.maxWaitSeconds (60) must be ≥ maxRuntimeSeconds (86400)'],
+  ])('rejects %s before calling SageMaker', (_case, overrides, message) => {
+    const build = () => createTrainingJobRequest({ ...spec, ...overrides });
+    expect(build).toThrow(InvalidTrainingSpecError);
+    expect(build).toThrow(message);
+  });
+
+  it('after a throttled create, the retry creates the job once', async () => {
+    sagemaker.on(DescribeTrainingJobCommand).rejects(serviceError('ValidationException', 400));
+    sagemaker.on(CreateTrainingJobCommand).rejectsOnce(serviceError('ThrottlingException', 400)).resolves({ TrainingJobArn: ARN });
+    await expect(trainer.launch(spec)).rejects.toMatchObject({ name: 'ThrottlingException' });
+    expect(await trainer.launch(spec)).toEqual({ backend: 'sagemaker', jobName: JOB, adopted: false });
+    expect(sagemaker.commandCalls(CreateTrainingJobCommand)).toHaveLength(2);
   });
 
   it('passes a non-S3 checkpoint through and adds no model channel', async () => {
@@ -162,6 +256,7 @@ describe('launch', () => {
     const input = sagemaker.commandCalls(CreateTrainingJobCommand)[0]!.args[0].input;
     expect(input.InputDataConfig?.map((channel) => channel.ChannelName)).toEqual(['dataset']);
     expect(input.HyperParameters?.pretrained_model_name_or_path).toBe('runwayml/stable-diffusion-v1-5');
+    expect(input.HyperParameters).not.toHaveProperty('lora_model_file');
   });
 
   it.each(['ResourceInUse', 'ValidationException'])('adopts the job when the create response was lost and the retry hits %s', async (duplicate) => {
@@ -219,8 +314,21 @@ describe('launch', () => {
 });
 
 describe('hyperParameters', () => {
-  it('keeps strings and JSON-encodes numbers and booleans', () => {
-    expect(hyperParameters({ a: 'x,y', b: 1e-5, c: false, d: 10 })).toEqual({ a: 'x,y', b: '0.00001', c: 'false', d: '10' });
+  it('keeps strings, writes booleans as true/false and numbers as JSON, floats of float options with a point', () => {
+    expect(hyperParameters({ a: 'x,y', b: 1e-5, c: false, d: 10, network_alpha: 16, unet_lr: 2e-4, network_dim: 32 })).toEqual({
+      a: 'x,y',
+      b: '0.00001',
+      c: 'false',
+      d: '10',
+      network_alpha: '16.0',
+      unet_lr: '0.0002',
+      network_dim: '32',
+    });
+  });
+
+  it('rejects numbers that are not what the option takes', () => {
+    expect(() => hyperParameters({ network_dim: 3.5 })).toThrow('kohya option "network_dim" must be a whole number, got 3.5');
+    expect(() => hyperParameters({ learning_rate: Infinity })).toThrow('kohya option "learning_rate" must be a finite number, got Infinity');
   });
 
   it('rejects what SageMaker would reject, naming the option and the limit', () => {
@@ -231,21 +339,28 @@ describe('hyperParameters', () => {
 });
 
 describe('stop', () => {
-  it('stops a running job', async () => {
+  it('stops a running job and returns the state SageMaker reports right after', async () => {
     sagemaker.on(StopTrainingJobCommand).resolves({});
-    await trainer.stop(REF);
+    sagemaker.on(DescribeTrainingJobCommand).resolves(job({ TrainingJobStatus: 'Stopping', SecondaryStatus: 'Stopping' }));
+    await expect(trainer.stop(REF)).resolves.toEqual({ status: 'Stopping', secondaryStatus: 'Stopping' });
     expect(sagemaker.commandCalls(StopTrainingJobCommand, { TrainingJobName: JOB })).toHaveLength(1);
   });
 
   it.each(['Completed', 'Failed', 'Stopped', 'Stopping'] as const)('is a no-op when the job is already %s', async (status) => {
     sagemaker.on(StopTrainingJobCommand).rejects(serviceError('ValidationException', 400));
     sagemaker.on(DescribeTrainingJobCommand).resolves(job({ TrainingJobStatus: status }));
-    await expect(trainer.stop(REF)).resolves.toBeUndefined();
+    await expect(trainer.stop(REF)).resolves.toMatchObject({ status });
   });
 
   it('tolerates a server without StopTrainingJob (moto) when the job is finished', async () => {
     sagemaker.on(StopTrainingJobCommand).rejects(serviceError('SyntaxError', 500));
     sagemaker.on(DescribeTrainingJobCommand).resolves(job({ TrainingJobStatus: 'Completed', SecondaryStatus: 'Completed' }));
+    await expect(trainer.stop(REF)).resolves.toMatchObject({ status: 'Completed' });
+  });
+
+  it('returns undefined for a job that was never created (a run cancelled mid-launch)', async () => {
+    sagemaker.on(StopTrainingJobCommand).rejects(serviceError('ValidationException', 400));
+    sagemaker.on(DescribeTrainingJobCommand).rejects(serviceError('ValidationException', 400));
     await expect(trainer.stop(REF)).resolves.toBeUndefined();
   });
 
