@@ -27,7 +27,7 @@ const DTYPE_SIZES: Record<string, number> = {
 /** The upstream parser refuses headers above 100 MB; so do we, before allocating anything. */
 export const MAX_HEADER_BYTES = 100_000_000;
 
-export type WritableDtype = 'F32' | 'F16';
+export type WritableDtype = 'F32' | 'F16' | 'BF16';
 
 export interface TensorToWrite {
   name: string;
@@ -72,7 +72,7 @@ export function writeSafetensors(tensors: readonly TensorToWrite[], metadata: Re
     if (tensor.data.length !== count) {
       throw new Error(`tensor "${tensor.name}": shape [${tensor.shape.join(', ')}] needs ${count} values, got ${tensor.data.length}`);
     }
-    const bytes = tensor.dtype === 'F16' ? encodeF16(tensor.data) : encodeF32(tensor.data);
+    const bytes = ENCODERS[tensor.dtype](tensor.data);
     header[tensor.name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
     chunks.push(bytes);
     offset += bytes.length;
@@ -89,23 +89,40 @@ export function writeSafetensors(tensors: readonly TensorToWrite[], metadata: Re
 
 /** Parses and checks the header against the file: every error says what is wrong and where. */
 export function readSafetensorsHeader(buf: Buffer): SafetensorsHeader {
-  if (buf.length < 8) throw new Error(`file is ${buf.length} bytes, shorter than the 8-byte header length prefix`);
-  const declared = buf.readBigUInt64LE(0);
+  return parseSafetensorsHeader(buf, buf.length);
+}
+
+/**
+ * N, the header length, from a file's first 8 bytes, checked against the size limit and the file
+ * size before anything is allocated: a caller can then read just the 8 + N header bytes.
+ */
+export function headerLengthOf(prefix: Buffer, fileSize: number): number {
+  if (fileSize < 8) throw new Error(`file is ${fileSize} bytes, shorter than the 8-byte header length prefix`);
+  if (prefix.length < 8) throw new Error(`got ${prefix.length} of the 8 header length bytes`);
+  const declared = prefix.readBigUInt64LE(0);
   if (declared < 2n) throw new Error(`header length ${declared} is too small to hold a JSON object`);
   if (declared > BigInt(MAX_HEADER_BYTES)) throw new Error(`header length ${declared} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   const headerLength = Number(declared);
-  if (8 + headerLength > buf.length) {
-    throw new Error(`header length ${headerLength} runs past the end of the file (${buf.length} bytes)`);
-  }
+  if (8 + headerLength > fileSize) throw new Error(`header length ${headerLength} runs past the end of the file (${fileSize} bytes)`);
+  return headerLength;
+}
+
+/**
+ * Parses the header from the file's first 8 + N bytes (more may follow) and the file's total size,
+ * so a large file's header can be checked without reading its data section.
+ */
+export function parseSafetensorsHeader(start: Buffer, fileSize: number): SafetensorsHeader {
+  const headerLength = headerLengthOf(start, fileSize);
+  if (start.length < 8 + headerLength) throw new Error(`got ${start.length} bytes of a ${8 + headerLength}-byte header`);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(buf.toString('utf8', 8, 8 + headerLength));
+    parsed = JSON.parse(start.toString('utf8', 8, 8 + headerLength));
   } catch (err) {
     throw new Error(`header is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('header JSON is not an object');
 
-  const dataLength = buf.length - 8 - headerLength;
+  const dataLength = fileSize - 8 - headerLength;
   // Null-prototype maps: a tensor named "__proto__" must stay a plain entry.
   const metadata: Record<string, string> = Object.create(null);
   const tensors: Record<string, TensorInfo> = Object.create(null);
@@ -141,7 +158,7 @@ export function readSafetensorsHeader(buf: Buffer): SafetensorsHeader {
 function checkTensorEntry(name: string, entry: unknown, dataLength: number): TensorInfo {
   if (typeof entry !== 'object' || entry === null) throw new Error(`tensor "${name}": entry is not an object`);
   const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZES)) throw new Error(`tensor "${name}": unknown dtype ${JSON.stringify(dtype)}`);
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_SIZES, dtype)) throw new Error(`tensor "${name}": unknown dtype ${JSON.stringify(dtype)}`);
   if (!Array.isArray(shape) || !shape.every((dim) => Number.isSafeInteger(dim) && dim >= 0)) {
     throw new Error(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
   }
@@ -186,15 +203,42 @@ export function tensorValues(buf: Buffer, header: SafetensorsHeader, name: strin
 
 /** SHA-256 (hex) of everything after the header: what sd-scripts stores as `sshs_model_hash`. */
 export function sha256AfterHeader(buf: Buffer): string {
-  if (buf.length < 8) throw new Error(`file is ${buf.length} bytes, shorter than the 8-byte header length prefix`);
-  const headerLength = buf.readBigUInt64LE(0);
-  if (8n + headerLength > BigInt(buf.length)) {
-    throw new Error(`header length ${headerLength} runs past the end of the file (${buf.length} bytes)`);
-  }
   return createHash('sha256')
-    .update(buf.subarray(8 + Number(headerLength)))
+    .update(buf.subarray(8 + headerLengthOf(buf, buf.length)))
     .digest('hex');
 }
+
+/** Where a floating-point tensor first holds a NaN or an infinity, or undefined when it has none. */
+export interface NonFinite {
+  index: number;
+  kind: 'NaN' | 'Inf';
+}
+
+/**
+ * The bit patterns with an all-ones exponent (NaN and ±Inf) per float dtype: the check reads the
+ * raw bits in place, so a large tensor is neither decoded nor copied.
+ */
+const NON_FINITE_BITS: Record<string, { bytes: 2 | 4; exponent: number; mantissa: number }> = {
+  F16: { bytes: 2, exponent: 0x7c00, mantissa: 0x03ff },
+  BF16: { bytes: 2, exponent: 0x7f80, mantissa: 0x007f },
+  F32: { bytes: 4, exponent: 0x7f800000, mantissa: 0x007fffff },
+};
+
+export function findNonFinite(buf: Buffer, header: SafetensorsHeader, name: string): NonFinite | undefined {
+  const info = Object.hasOwn(header.tensors, name) ? header.tensors[name] : undefined;
+  if (!info) throw new Error(`tensor "${name}" is not in the file`);
+  const layout = Object.hasOwn(NON_FINITE_BITS, info.dtype) ? NON_FINITE_BITS[info.dtype] : undefined;
+  if (!layout) throw new Error(`tensor "${name}": cannot check dtype ${info.dtype} for NaN/Inf (only F16, BF16 and F32)`);
+  const start = 8 + header.headerLength + info.data_offsets[0];
+  const count = (info.data_offsets[1] - info.data_offsets[0]) / layout.bytes;
+  for (let i = 0; i < count; i++) {
+    const bits = layout.bytes === 2 ? buf.readUInt16LE(start + 2 * i) : buf.readUInt32LE(start + 4 * i);
+    if ((bits & layout.exponent) === layout.exponent) return { index: i, kind: bits & layout.mantissa ? 'NaN' : 'Inf' };
+  }
+  return undefined;
+}
+
+const ENCODERS: Record<WritableDtype, (values: Float32Array) => Buffer> = { F32: encodeF32, F16: encodeF16, BF16: encodeBF16 };
 
 function encodeF32(values: Float32Array): Buffer {
   const out = Buffer.alloc(values.length * 4);
@@ -208,8 +252,22 @@ function encodeF16(values: Float32Array): Buffer {
   return out;
 }
 
+function encodeBF16(values: Float32Array): Buffer {
+  const out = Buffer.alloc(values.length * 2);
+  for (let i = 0; i < values.length; i++) out.writeUInt16LE(floatToBfloat16Bits(values[i]), i * 2);
+  return out;
+}
+
 const f32 = new Float32Array(1);
 const f32Bits = new Uint32Array(f32.buffer);
+
+/** binary32 → bfloat16 (its upper half) with round-to-nearest-even; NaN stays a (quiet) NaN. */
+export function floatToBfloat16Bits(value: number): number {
+  f32[0] = value;
+  const bits = f32Bits[0];
+  if ((bits & 0x7f800000) === 0x7f800000 && bits & 0x007fffff) return (bits >>> 16) | 0x0040;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
 
 /** IEEE 754 binary32 → binary16 with round-to-nearest-even, subnormals, overflow to ±Inf and NaN. */
 export function floatToHalfBits(value: number): number {

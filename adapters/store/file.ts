@@ -55,13 +55,18 @@ export class FileStore implements ObjectStore {
   async putIfAbsent(key: string, body: Buffer | string, _options?: PutOptions): Promise<boolean> {
     const target = this.pathOf(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
+    // Write aside, then link into place: link() fails with EEXIST atomically, so of two writers
+    // exactly one wins, and a crash mid-write never leaves a torn file under the real name.
+    const temp = `${target}.${randomUUID()}.partial`;
+    await fs.writeFile(temp, body);
     try {
-      // 'wx' is the exclusive create: of two concurrent writers exactly one wins.
-      await fs.writeFile(target, body, { flag: 'wx' });
+      await fs.link(temp, target);
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw err;
+    } finally {
+      await fs.rm(temp, { force: true });
     }
   }
 

@@ -1,5 +1,5 @@
 import { buildLora, LoraBuildSpec } from '../../lib/lora/build';
-import { InvalidLoraError, verifyLora } from '../../lib/lora/verify';
+import { expectationFor, InvalidLoraError, loraHeaderLength, verifyLora, verifyLoraHeader } from '../../lib/lora/verify';
 import { readSafetensorsHeader, sha256AfterHeader, tensorValues, TensorToWrite, writeSafetensors } from '../../lib/safetensors';
 
 const STARTED_AT = new Date('2024-05-01T12:00:00Z');
@@ -19,7 +19,10 @@ function spec(overrides: Partial<LoraBuildSpec> = {}): LoraBuildSpec {
   };
 }
 
-/** Decodes a file into writable tensors, lets the test damage them, and writes it again. */
+/**
+ * Decodes a file into writable tensors, lets the test damage them, and writes it again; the
+ * sshs_model_hash is renewed (as a fresh sd-scripts save would) unless the test set it itself.
+ */
 function rewrite(buf: Buffer, damage: (tensors: TensorToWrite[], metadata: Record<string, string>) => TensorToWrite[] | void): Buffer {
   const header = readSafetensorsHeader(buf);
   let tensors: TensorToWrite[] = Object.entries(header.tensors).map(([name, info]) => ({
@@ -30,7 +33,9 @@ function rewrite(buf: Buffer, damage: (tensors: TensorToWrite[], metadata: Recor
   }));
   const metadata = { ...header.metadata };
   tensors = damage(tensors, metadata) ?? tensors;
-  return writeSafetensors(tensors, metadata);
+  const written = writeSafetensors(tensors, metadata);
+  if (metadata.sshs_model_hash === undefined || metadata.sshs_model_hash !== header.metadata.sshs_model_hash) return written;
+  return writeSafetensors(tensors, { ...metadata, sshs_model_hash: sha256AfterHeader(written) });
 }
 
 describe('buildLora', () => {
@@ -189,16 +194,130 @@ describe('verifyLora', () => {
   it('rejects a LoRA for the other base model family', () => {
     const sdxl = buildLora(spec({ family: 'sdxl', networkDim: 4 }));
     expect(() => verifyLora(sdxl, { family: 'sd15' })).toThrow('metadata ss_base_model_version is "sdxl_base_v1-0", which is not SD 1.x (family sd15)');
-    // Without the metadata the key names alone must give it away.
-    const sdxlKeysOnly = rewrite(sdxl, (_tensors, metadata) => {
+    const sdxlArchitectureOnly = rewrite(sdxl, (_tensors, metadata) => {
       delete metadata.ss_base_model_version;
+    });
+    expect(() => verifyLora(sdxlArchitectureOnly, { family: 'sd15' })).toThrow(
+      'metadata modelspec.architecture is "stable-diffusion-xl-v1-base/lora", which is not SD 1.x (family sd15)',
+    );
+    // Without the metadata the key names alone must give it away.
+    const sdxlKeysOnly = rewrite(sdxlArchitectureOnly, (_tensors, metadata) => {
+      delete metadata['modelspec.architecture'];
     });
     expect(() => verifyLora(sdxlKeysOnly, { family: 'sd15' })).toThrow(/^module "lora_te1_.*" uses SDXL key names, but the base model family is sd15/);
     const sd15KeysOnly = rewrite(good, (_tensors, metadata) => {
       delete metadata.ss_base_model_version;
+      delete metadata['modelspec.architecture'];
     });
     expect(() => verifyLora(sd15KeysOnly, { family: 'sdxl' })).toThrow(/^module "lora_te_.*" uses SD 1\.x key names, but the base model family is sdxl/);
     const sdxlUnetOnly = rewrite(sdxlKeysOnly, (tensors) => tensors.filter((t) => t.name.startsWith('lora_unet_')));
     expect(() => verifyLora(sdxlUnetOnly, { family: 'sd15' })).toThrow(/^module "lora_unet_input_blocks_.*" uses SDXL key names/);
+  });
+});
+
+describe('verifyLora: what else must match the run', () => {
+  const good = buildLora(spec({ networkDim: 8, networkAlpha: 4 }));
+  const run = { family: 'sd15' as const, networkDim: 8, networkAlpha: 4, networkModule: 'networks.lora' };
+  const module = 'lora_unet_down_blocks_0_attentions_0_proj_in';
+  /** A 1×1 conv module (SD 1.x proj_in): rank `rank`, kernel `k`×`k` on lora_down. */
+  const convModule = (name: string, rank: number, k = 1): TensorToWrite[] => [
+    { name: `${name}.lora_down.weight`, dtype: 'F16', shape: [rank, 320, k, k], data: new Float32Array(rank * 320 * k * k) },
+    { name: `${name}.lora_up.weight`, dtype: 'F16', shape: [320, rank, 1, 1], data: new Float32Array(320 * rank) },
+    { name: `${name}.alpha`, dtype: 'F16', shape: [], data: Float32Array.of(4) },
+  ];
+
+  it('passes the matching run and returns the hash of the bytes after the header', () => {
+    const verified = verifyLora(good, run);
+    expect(verified.sha256AfterHeader).toBe(sha256AfterHeader(good));
+    expect(verified.sha256AfterHeader).toBe(verified.metadata.sshs_model_hash);
+  });
+
+  it('holds 1x1 conv modules to network_dim and 3x3 conv modules only to each other', () => {
+    expect(verifyLora(rewrite(good, (tensors) => [...tensors, ...convModule(module, 8)]), { family: 'sd15', networkDim: 8 }).modules).toBe(7);
+    expect(() => verifyLora(rewrite(good, (tensors) => [...tensors, ...convModule(module, 4)]), { family: 'sd15', networkDim: 8 })).toThrow(
+      `rank mismatch: module "${module}" has rank 4 but "lora_te_text_model_encoder_layers_0_self_attn_q_proj" has rank 8`,
+    );
+    const locon = rewrite(good, (tensors) => [...tensors, ...convModule('lora_unet_down_blocks_0_resnets_0_conv1', 4, 3)]);
+    expect(verifyLora(locon, { family: 'sd15', networkDim: 8 }).rank).toBe(8);
+    const mixedLocon = rewrite(locon, (tensors) => [...tensors, ...convModule('lora_unet_down_blocks_0_resnets_1_conv2', 2, 3)]);
+    expect(() => verifyLora(mixedLocon, { family: 'sd15' })).toThrow(
+      'rank mismatch: conv module "lora_unet_down_blocks_0_resnets_1_conv2" has rank 2 but "lora_unet_down_blocks_0_resnets_0_conv1" has rank 4',
+    );
+  });
+
+  it('names an alpha that differs from network_alpha, within the precision of its dtype', () => {
+    const alpha = 'lora_te_text_model_encoder_layers_0_self_attn_v_proj.alpha';
+    const damaged = rewrite(good, (tensors) => {
+      tensors.find((t) => t.name === alpha)!.data[0] = 8;
+    });
+    expect(() => verifyLora(damaged, { ...run, networkAlpha: 4 })).toThrow(`tensor "${alpha}" is 8 but network_alpha is 4`);
+    // 0.3 is not exact in F16 (0.2998…): still the configured alpha.
+    const inexact = rewrite(good, (tensors, metadata) => {
+      for (const t of tensors.filter((t) => t.name.endsWith('.alpha'))) t.data[0] = 0.3;
+      metadata.ss_network_alpha = '0.3';
+    });
+    expect(verifyLora(inexact, { ...run, networkAlpha: 0.3 }).rank).toBe(8);
+  });
+
+  it('names metadata from another configuration', () => {
+    const withMetadata = (changes: Record<string, string>) =>
+      rewrite(good, (_tensors, metadata) => {
+        Object.assign(metadata, changes);
+      });
+    expect(() => verifyLora(withMetadata({ ss_network_alpha: '16.0' }), run)).toThrow("metadata ss_network_alpha is 16.0 but the run's network_alpha is 4");
+    expect(verifyLora(withMetadata({ ss_network_alpha: '4.0' }), run).rank).toBe(8);
+    expect(verifyLora(withMetadata({ ss_network_alpha: 'Dynamic', ss_network_dim: 'Dynamic' }), run).rank).toBe(8);
+    expect(() => verifyLora(withMetadata({ ss_network_module: 'lycoris.kohya' }), run)).toThrow(
+      'metadata ss_network_module is "lycoris.kohya" but the run trains networks.lora',
+    );
+  });
+
+  it('names an sshs_model_hash that does not match the bytes after the header', () => {
+    const wrong = 'a'.repeat(64);
+    const damaged = rewrite(good, (_tensors, metadata) => {
+      metadata.sshs_model_hash = wrong;
+    });
+    expect(() => verifyLora(damaged, run)).toThrow(
+      `metadata sshs_model_hash is ${wrong} but the bytes after the header hash to ${sha256AfterHeader(damaged)}: the tensors changed after sd-scripts saved the file`,
+    );
+    // Without a recorded hash there is nothing to compare: the file passes.
+    const unhashed = rewrite(good, (_tensors, metadata) => {
+      delete metadata.sshs_model_hash;
+    });
+    expect(verifyLora(unhashed, run).sha256AfterHeader).toBe(sha256AfterHeader(unhashed));
+  });
+
+  it('finds NaN in BF16 tensors', () => {
+    const header = readSafetensorsHeader(good);
+    const bf16 = writeSafetensors(
+      Object.entries(header.tensors).map(([name, info]) => {
+        const data = tensorValues(good, header, name);
+        if (name.endsWith('attn1_to_k.lora_up.weight')) data[7] = NaN;
+        return { name, dtype: 'BF16' as const, shape: info.shape, data };
+      }),
+      {},
+    );
+    expect(() => verifyLora(bf16, { family: 'sd15' })).toThrow(
+      'tensor "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k.lora_up.weight" contains NaN (element 7)',
+    );
+  });
+
+  it('judges the structure from the header bytes alone', () => {
+    const headerEnd = 8 + loraHeaderLength(good, good.length);
+    expect(verifyLoraHeader(good.subarray(0, headerEnd), good.length, run)).toMatchObject({ modules: 6, rank: 8 });
+    const checkpoint = writeSafetensors([{ name: 'model.diffusion_model.out.2.weight', dtype: 'F16', shape: [4], data: new Float32Array(4) }], {});
+    const checkpointEnd = 8 + loraHeaderLength(checkpoint, checkpoint.length);
+    expect(() => verifyLoraHeader(checkpoint.subarray(0, checkpointEnd), checkpoint.length, run)).toThrow(/^no LoRA tensors/);
+    expect(() => loraHeaderLength(Buffer.from('<html>'), 6)).toThrow('not a valid safetensors file: file is 6 bytes, shorter than the 8-byte header length prefix');
+  });
+
+  it('takes its expectation from the kohya options the run used', () => {
+    expect(expectationFor('sdxl', { network_dim: 16, network_alpha: 8, network_module: 'networks.lora', seed: 1 })).toEqual({
+      family: 'sdxl',
+      networkDim: 16,
+      networkAlpha: 8,
+      networkModule: 'networks.lora',
+    });
+    expect(expectationFor('sd15', {})).toEqual({ family: 'sd15', networkDim: undefined, networkAlpha: undefined, networkModule: undefined });
   });
 });

@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import {
+  findNonFinite,
+  floatToBfloat16Bits,
   floatToHalfBits,
   halfBitsToFloat,
+  headerLengthOf,
+  parseSafetensorsHeader,
   readSafetensorsHeader,
   sha256AfterHeader,
   tensorValues,
@@ -175,5 +179,71 @@ describe('float32 → float16 conversion', () => {
       if (!Number.isNaN(value) && floatToHalfBits(value) !== bits) mismatches.push(bits.toString(16));
     }
     expect(mismatches).toEqual([]);
+  });
+});
+
+describe('reading the header alone', () => {
+  const file = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [4], data: Float32Array.of(1, 2, 3, 4) }], { k: 'v' });
+
+  it('parses from the first 8 + N bytes and the file size', () => {
+    const headerEnd = 8 + headerLengthOf(file, file.length);
+    const header = parseSafetensorsHeader(file.subarray(0, headerEnd), file.length);
+    expect(header).toEqual(readSafetensorsHeader(file));
+  });
+
+  it('checks offsets against the file size, not against the bytes it was given', () => {
+    const headerEnd = 8 + headerLengthOf(file, file.length);
+    expect(() => parseSafetensorsHeader(file.subarray(0, headerEnd), file.length - 4)).toThrow(
+      'tensor "w": data_offsets [0, 16] lie outside the 12-byte data section',
+    );
+    expect(() => parseSafetensorsHeader(file.subarray(0, headerEnd - 1), file.length)).toThrow(`got ${headerEnd - 1} bytes of a ${headerEnd}-byte header`);
+  });
+
+  it('names a dtype that only exists on Object.prototype as unknown', () => {
+    const buf = rawFile({ t: { dtype: 'constructor', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(8));
+    expect(() => readSafetensorsHeader(buf)).toThrow('tensor "t": unknown dtype "constructor"');
+  });
+});
+
+describe('findNonFinite', () => {
+  function single(dtype: 'F16' | 'BF16' | 'F32', values: number[]) {
+    const buf = writeSafetensors([{ name: 't', dtype, shape: [values.length], data: Float32Array.from(values) }], {});
+    return findNonFinite(buf, readSafetensorsHeader(buf), 't');
+  }
+
+  it.each(['F16', 'BF16', 'F32'] as const)('finds the first NaN or Inf in %s and nothing in finite data', (dtype) => {
+    expect(single(dtype, [0, -1.5, 3e-5, 100])).toBeUndefined();
+    expect(single(dtype, [0, 1, NaN, Infinity])).toEqual({ index: 2, kind: 'NaN' });
+    expect(single(dtype, [0, -Infinity, NaN])).toEqual({ index: 1, kind: 'Inf' });
+  });
+
+  it('sees values that overflow the narrower format as Inf', () => {
+    expect(single('F16', [1, 70000])).toEqual({ index: 1, kind: 'Inf' });
+    expect(single('BF16', [1, 3e38])).toBeUndefined(); // BF16 has float32's range
+  });
+
+  it('refuses dtypes that are not floats', () => {
+    const buf = rawFile({ t: { dtype: 'I32', shape: [1], data_offsets: [0, 4] } }, Buffer.alloc(4));
+    expect(() => findNonFinite(buf, readSafetensorsHeader(buf), 't')).toThrow('tensor "t": cannot check dtype I32 for NaN/Inf (only F16, BF16 and F32)');
+  });
+});
+
+describe('float32 → bfloat16 conversion', () => {
+  it.each([
+    [1, '3f80'],
+    [-2, 'c000'],
+    [1 + 2 ** -8, '3f80'], // halfway: ties to even (down)
+    [1 + 3 * 2 ** -8, '3f82'], // halfway: ties to even (up)
+    [3.4028234663852886e38, '7f80'], // rounds up to +Inf
+    [Infinity, '7f80'],
+  ])('%p → 0x%s', (value, hexBits) => {
+    expect(floatToBfloat16Bits(value).toString(16).padStart(4, '0')).toBe(hexBits);
+  });
+
+  it('keeps NaN a NaN and round-trips through the writer', () => {
+    expect(floatToBfloat16Bits(NaN) & 0x7f80).toBe(0x7f80);
+    expect(floatToBfloat16Bits(NaN) & 0x007f).not.toBe(0);
+    const buf = writeSafetensors([{ name: 't', dtype: 'BF16', shape: [3], data: Float32Array.of(1.5, -2, 0.1) }], {});
+    expect(Array.from(tensorValues(buf, readSafetensorsHeader(buf), 't'))).toEqual([1.5, -2, 0.10009765625]);
   });
 });
