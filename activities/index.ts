@@ -3,6 +3,7 @@ import type { ActivityDeps } from './deps';
 import { makeCaptionActivities } from './captions';
 import { makePreprocessActivities } from './preprocess';
 import { makeRegisterActivities } from './register';
+import { makeReviewActivities } from './review';
 import { makeTrainingActivities } from './training';
 import { makeUploadActivities } from './upload';
 
@@ -10,6 +11,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...makePreprocessActivities(deps),
     ...makeCaptionActivities(deps),
+    ...makeReviewActivities(deps),
     ...makeUploadActivities(deps),
     ...makeTrainingActivities(deps),
     ...makeRegisterActivities(deps),

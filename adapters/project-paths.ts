@@ -12,3 +12,6 @@ export const PROJECT_ROOT = path.resolve(__dirname, __filename.endsWith('.ts') ?
 export function compiledScript(relativeWithoutExtension: string): string {
   return path.join(PROJECT_ROOT, 'dist', `${relativeWithoutExtension}.js`);
 }
+
+/** The workflow code bundled by `npm run build`; compiled workers load it instead of bundling at start. */
+export const WORKFLOW_BUNDLE = path.join(PROJECT_ROOT, 'dist', 'workflow-bundle.js');

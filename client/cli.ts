@@ -6,20 +6,21 @@
  */
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { SignalDefinition } from '@temporalio/common';
 import { Command, Option } from 'commander';
 import { BASE_MODEL_FAMILIES, REVIEW_POLICIES, SAGEMAKER_INSTANCE_TYPES } from '../lib/pipeline/input';
 import { defaultWorkflowId, TASK_QUEUE, WORKFLOW_TYPE } from '../lib/pipeline/names';
-import { ApprovePayload, RejectPayload } from '../lib/pipeline/review';
 import { STAGES, type Stage } from '../lib/pipeline/status';
-import { approveSignal, rejectSignal } from '../workflows/messages';
 import { connectClient, temporalConfigFromEnv } from './connection';
 import { describeError, exitCodeOf } from './errors';
-import { parseFlags, positiveInteger } from './flags';
+import { positiveInteger } from './flags';
 import { followOutputFor, followRun } from './follow';
+import { listRegistered, modelListLines, modelShowLines, openRegistryStore, readRegistered } from './models';
 import { listLines, statusLines, summaryLines, webUiUrl } from './render';
+import { addReviewCommands } from './review-commands';
 import { describeRun, listRuns, readRunSnapshot } from './runs';
 import { buildStartInput, localDatasetNote, readInputFile, type StartFlags } from './start-input';
+import { addConfigCommands, kohyaFlagOption } from './config-commands';
+import { assertKohyaOptionsUsable, kohyaOptionsFrom, withKohyaOverrides } from './kohya-config';
 
 /** A followed run that ended in any stage but "completed" (rejected, failed, cancelled, timed out). */
 const EXIT_RUN_NOT_COMPLETED = 2;
@@ -32,6 +33,8 @@ interface StartOptions extends StartFlags {
   input?: string;
   id?: string;
   follow?: boolean;
+  kohyaConfig?: string;
+  kohya?: string[];
 }
 
 export function buildProgram(): Command {
@@ -80,6 +83,8 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
     .addOption(
       new Option('--instance-type <type>', 'SageMaker: instance type (default ml.g5.2xlarge)').choices(SAGEMAKER_INSTANCE_TYPES),
     )
+    .option('--kohya-config <file>', 'sd-scripts options over the preset, as TOML (see "lora config format")')
+    .addOption(kohyaFlagOption())
     .option('--input <file>', 'run input as JSON, or TOML if the name ends in .toml (relative paths resolve against this directory)')
     .option('--id <workflowId>', 'workflow id (default lora-<name>-<UTC time>)')
     .option('--follow', 'after starting, follow progress like "status --follow"')
@@ -87,7 +92,9 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
       const { json } = globalOptions(command);
       const fileInput = options.input === undefined ? undefined : readInputFile(path.resolve(options.input));
       // Validated before connecting: a bad flag never needs a server to be reported.
-      const input = buildStartInput(options, fileInput, process.cwd());
+      const kohya = kohyaOptionsFrom(options.kohyaConfig, options.kohya ?? []);
+      const input = buildStartInput(options, withKohyaOverrides(fileInput, kohya), process.cwd());
+      assertKohyaOptionsUsable(input, kohya);
       const workflowId = options.id ?? defaultWorkflowId(input.runName, new Date());
       const config = temporalConfigFromEnv(process.env);
 
@@ -124,31 +131,11 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
       });
     });
 
-  program
-    .command('approve <id>')
-    .description('approve the captions of a run awaiting review; training goes on')
-    .requiredOption('--reviewer <name>', 'who approves')
-    .option('--comment <text>', 'note kept with the decision')
-    .action(async (workflowId: string, options: { reviewer: string; comment?: string }, command: Command) => {
-      const payload = parseFlags(ApprovePayload, { reviewer: options.reviewer, comment: options.comment });
-      await withClient((client) => sendReview(client, workflowId, approveSignal, payload));
-      report(command, { workflowId, decision: 'approved', ...payload }, [
-        `approved ${workflowId} as ${payload.reviewer}; the run goes on to upload and training`,
-      ]);
-    });
+  // approve, reject and the review group (show, edit, approve, reject, serve): client/review-commands.ts
+  addReviewCommands(program, { withClient, report });
 
-  program
-    .command('reject <id>')
-    .description('reject the captions of a run awaiting review; the run ends without training')
-    .requiredOption('--reviewer <name>', 'who rejects')
-    .requiredOption('--reason <text>', 'why: kept with the decision')
-    .action(async (workflowId: string, options: { reviewer: string; reason: string }, command: Command) => {
-      const payload = parseFlags(RejectPayload, { reviewer: options.reviewer, reason: options.reason });
-      await withClient((client) => sendReview(client, workflowId, rejectSignal, payload));
-      report(command, { workflowId, decision: 'rejected', ...payload }, [
-        `rejected ${workflowId} as ${payload.reviewer}; the run ends without training`,
-      ]);
-    });
+  // sd-scripts option files, no server needed: client/config-commands.ts
+  addConfigCommands(program, { report });
 
   program
     .command('cancel <id>')
@@ -179,16 +166,28 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
       report(command, entries, listLines(entries));
     });
 
-  return program;
-}
+  // Registered LoRAs are read from the store itself: no Temporal server needed.
+  const models = program.command('models').description('registered LoRAs: list them or show one (reads the registry in the store)');
+  const storeOption = () => new Option('--store <uri>', 'file:// or s3:// store holding the registry (default: LORA_STORE, as the worker)');
+  models
+    .command('list')
+    .description('list registered LoRAs with base model, trigger word, AutoV2 hash and size')
+    .addOption(storeOption())
+    .action(async (options: { store?: string }, command: Command) => {
+      const listing = await listRegistered(openRegistryStore(options.store, process.env));
+      for (const problem of listing.problems) process.stderr.write(`lora: warning: ${problem}\n`);
+      report(command, listing.records, modelListLines(listing));
+    });
+  models
+    .command('show <name>')
+    .description('show one registered LoRA: file, hashes, trigger word, base model, training metrics, metadata')
+    .addOption(storeOption())
+    .action(async (name: string, options: { store?: string }, command: Command) => {
+      const record = await readRegistered(openRegistryStore(options.store, process.env), name);
+      report(command, record, modelShowLines(record));
+    });
 
-/** Signals a review decision, but only to a run that is waiting for one: a signal cannot be refused later. */
-async function sendReview<P>(client: Client, workflowId: string, signal: SignalDefinition<[P]>, payload: P): Promise<void> {
-  const snapshot = await readRunSnapshot(client, workflowId);
-  if (snapshot.execution !== 'RUNNING' || snapshot.status.stage !== 'awaiting_review') {
-    throw new Error(`run ${workflowId} is in stage "${snapshot.status.stage}", not awaiting review`);
-  }
-  await client.workflow.getHandle(workflowId).signal(signal, payload);
+  return program;
 }
 
 /** The follow loop shared by `start --follow` and `status --follow`, then the verdict. */

@@ -87,7 +87,7 @@ say "Temporal CLI:  $temporal_cli ($("$temporal_cli" --version 2>/dev/null | hea
 say "moto server:   $PWD/$venv/bin/moto_server"
 say "test server:   $PWD/$venv/bin/temporal-test-server"
 
-# --- Compile (incremental): the CLI, the worker and child-process scripts run from dist/ ----------
+# --- Compile (incremental) and bundle the workflows: the CLI, the worker and child-process scripts run from dist/
 say "compiling TypeScript into dist/"
-npx --no-install tsc -p tsconfig.build.json
+npm run --silent build
 say "ready"

@@ -28,6 +28,10 @@ export const WorkerEnv = z.object({
   LORA_WORK_STORE: z.string().regex(/^(file|s3):\/\//, 'must be a file:// or s3:// URI').default(pathToFileURL(path.join(dataDir, 'work')).href),
   LORA_STORE: z.string().regex(/^(file|s3):\/\//, 'must be a file:// or s3:// URI').default(pathToFileURL(path.join(dataDir, 'store')).href),
   LORA_JOBS_DIR: z.string().min(1).default(path.join(dataDir, 'jobs')),
+  /** Concurrent stage activities (preprocess batches, uploads, registrations) on this worker. */
+  LORA_MAX_ACTIVITIES: z.coerce.number().int().min(1).max(1000).default(8),
+  /** Concurrent training polls on this worker: cheap, but each holds its slot for the whole job. */
+  LORA_MAX_TRAINING_POLLS: z.coerce.number().int().min(1).max(100000).default(1000),
   /** host:port for a Prometheus `/metrics` endpoint with the Temporal runtime's worker metrics. */
   LORA_METRICS_ADDRESS: z.string().regex(/^[^\s:/]+:\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:9464').optional(),
   /** `json`: one JSON object per log line (for log collectors); `pretty`: the SDK's readable lines. */
@@ -35,6 +39,8 @@ export const WorkerEnv = z.object({
   LORA_LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('INFO'),
   LORA_KOHYA_COMMAND_SD15: COMMAND,
   LORA_KOHYA_COMMAND_SDXL: COMMAND,
+  /** Python 3 that runs the Kohya entrypoint (docker/kohya/entrypoint.py) for local training, dry runs too. */
+  LORA_PYTHON: z.string().min(1).default('python3'),
   /** Set to also register each LoRA (S3 stores only) in the SageMaker Model Registry, group `<prefix>-<run name>`. */
   LORA_MODEL_PACKAGE_GROUP_PREFIX: z.preprocess((value) => (value === '' ? undefined : value), MODEL_PACKAGE_GROUP_PREFIX.optional()),
 });

@@ -7,7 +7,7 @@ import { awsClients, awsConfigFromEnv } from '../adapters/aws';
 import type { Trainer } from '../adapters/trainer/types';
 import { temporalConfigFromEnv, tlsOf, unreachableMessage } from '../client/connection';
 import { workerEnv, type WorkerEnv } from './config';
-import { createDeps, createLoraWorker } from './create';
+import { capacityOf, createDeps, createLoraWorker } from './create';
 
 /** Runs until SIGINT/SIGTERM; `trainers` replaces backends (the load benchmark's fake trainer). */
 export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend'], Trainer>> = {}): Promise<void> {
@@ -19,7 +19,13 @@ export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend
   });
   const deps = createDeps(config, awsClients(awsConfigFromEnv(process.env)));
   Object.assign(deps.trainers, trainers);
-  const worker = await createLoraWorker({ connection, namespace: temporal.namespace, taskQueue: config.LORA_TASK_QUEUE, deps });
+  const worker = await createLoraWorker({
+    connection,
+    namespace: temporal.namespace,
+    taskQueue: config.LORA_TASK_QUEUE,
+    deps,
+    capacity: capacityOf(config),
+  });
   console.log(`worker: polling task queue "${config.LORA_TASK_QUEUE}" on ${temporal.address} (namespace ${temporal.namespace})`);
   console.log(`worker: work store ${config.LORA_WORK_STORE}, default store ${config.LORA_STORE}, local jobs in ${config.LORA_JOBS_DIR}`);
   // Worker.run() returns after SIGINT/SIGTERM once in-flight tasks finished or were handed back.

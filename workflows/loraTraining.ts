@@ -3,10 +3,10 @@
  * (maybe) wait for a reviewer, upload, launch, watch, register. History holds keys and counts only.
  */
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
-  condition,
   isCancellation,
   log,
   proxyActivities,
@@ -16,41 +16,59 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { captionRulesFor } from '../lib/captions/options';
 import { durationMs } from '../lib/pipeline/duration';
 import { conceptOf, formatZodError, TrainingRun, TrainingRunInput } from '../lib/pipeline/input';
+import { trainingPollQueue } from '../lib/pipeline/names';
 import { trainingJobName } from '../lib/job-name';
-import { ApprovePayload, RejectPayload } from '../lib/pipeline/review';
-import type { ReviewDecision, RunOutcome, RunStatus, Stage, TrainingJobRef } from '../lib/pipeline/status';
-import { approveSignal, rejectSignal, statusQuery } from './messages';
+import { stageAfterReview } from '../lib/pipeline/review';
+import type { RunOutcome, RunStatus, Stage, TrainingJobRef } from '../lib/pipeline/status';
+import { statusQuery } from './messages';
+import { setUpReview } from './review';
 import { LORA_BASE_MODEL, LORA_RUN_NAME, LORA_STAGE } from './search-attributes';
 
 // --- Policy: timeouts and retries per stage, visible in one place -------------------------------
 const retry = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m' } as const;
 
-const { preprocessDataset, checkCaptions } = proxyActivities<Activities>({
+// Heartbeat timeouts decide how soon a crashed worker's activity is retried elsewhere.
+const { planPreprocess, preprocessBatch, finishPreprocess, checkCaptions } = proxyActivities<Activities>({
   startToCloseTimeout: '2h',
-  heartbeatTimeout: '2m',
+  heartbeatTimeout: '30s',
   retry: { ...retry, maximumAttempts: 5 },
 });
+/** Preprocessing batches in flight at once: spread over the workers that poll the task queue. */
+const PREPROCESS_PARALLEL_BATCHES = 4;
 const { uploadDataset } = proxyActivities<Activities>({
   startToCloseTimeout: '6h',
-  heartbeatTimeout: '2m',
+  heartbeatTimeout: '30s',
   retry: { ...retry, maximumAttempts: 20 },
 });
-const { launchTraining, stopTraining } = proxyActivities<Activities>({
+// A cancelled launch is waited for, so that cleanup stops the job only after it can exist.
+const { launchTraining } = proxyActivities<Activities>({
   startToCloseTimeout: '5m',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  retry: { ...retry, maximumAttempts: 20 },
+});
+// Stopping waits (heartbeating) until the backend confirms Stopping or Stopped.
+const { stopTraining } = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '1m',
   retry: { ...retry, maximumAttempts: 20 },
 });
 const { registerLora } = proxyActivities<Activities>({
   startToCloseTimeout: '1h',
-  heartbeatTimeout: '5m',
+  heartbeatTimeout: '1m',
   retry: { ...retry, maximumAttempts: 10 },
 });
+
+/** A job stopped by someone other than this run ends the run as cancelled. */
+const TRAINING_STOPPED = 'TrainingStopped';
 
 /** Polling outlives any worker: a missed heartbeat restarts it elsewhere, resuming from its details. */
 function pollActivity(run: TrainingRun) {
   const interval = durationMs(run.pollInterval);
   return proxyActivities<Activities>({
+    taskQueue: trainingPollQueue(workflowInfo().taskQueue),
     startToCloseTimeout: '30d',
     heartbeatTimeout: Math.max(3 * interval, 10_000),
     retry: { ...retry, maximumInterval: '30s' },
@@ -75,24 +93,7 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
   ]);
   setHandler(statusQuery, () => status);
 
-  let pendingDecision: ReviewDecision | undefined;
-  setHandler(approveSignal, (payload) => {
-    const parsedPayload = ApprovePayload.safeParse(payload);
-    if (status.stage !== 'awaiting_review' || !parsedPayload.success) {
-      log.warn('approve ignored', { stage: status.stage, error: parsedPayload.error && formatZodError(parsedPayload.error, 'approve') });
-      return;
-    }
-    pendingDecision ??= { decision: 'approved', ...parsedPayload.data, at: new Date().toISOString() };
-  });
-  setHandler(rejectSignal, (payload) => {
-    const parsedPayload = RejectPayload.safeParse(payload);
-    if (status.stage !== 'awaiting_review' || !parsedPayload.success) {
-      log.warn('reject ignored', { stage: status.stage, error: parsedPayload.error && formatZodError(parsedPayload.error, 'reject') });
-      return;
-    }
-    const { reviewer, reason } = parsedPayload.data;
-    pendingDecision ??= { decision: 'rejected', reviewer, comment: reason, at: new Date().toISOString() };
-  });
+  const review = setUpReview();
 
   const outcome = (): RunOutcome => {
     const { stage, runName, images, captions, review, dataset, job, lora, error } = status;
@@ -100,49 +101,90 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
   };
 
   let job: TrainingJobRef | undefined;
+  /** Stops the run's training job, if one may have started, and records what the backend confirmed. */
+  const stopJob = async (): Promise<void> => {
+    if (!job) return;
+    const stopped = await stopTraining({ job, pollInterval: run.pollInterval });
+    if (stopped) status.training = { status: stopped.status, secondaryStatus: stopped.secondaryStatus };
+  };
   try {
-    // 1. Preprocess: orient, crop and resize into kohya's `<repeats>_<concept>/` layout.
-    const prepared = await preprocessDataset({
+    // 1. Preprocess: plan the dataset, process it in batches side by side (each its own activity,
+    //    so several workers share a large dataset), then merge them into the manifest.
+    const plan = await planPreprocess({
       runId,
       dataset: run.dataset,
       family: run.baseModel.family,
       repeats: run.repeats,
       concept: conceptOf(run),
+      options: run.preprocess,
     });
+    status.images = { found: plan.total, kept: 0, skipped: plan.skipped };
+    let nextBatch = 0;
+    let batchFailed = false;
+    const batchLane = async (): Promise<void> => {
+      while (!batchFailed && nextBatch < plan.batches) {
+        try {
+          const done = await preprocessBatch({ planKey: plan.planKey, batch: nextBatch++ });
+          const images = status.images ?? { found: plan.total, kept: 0, skipped: 0 };
+          status.images = { ...images, kept: images.kept + done.kept, skipped: images.skipped + done.skipped };
+        } catch (err) {
+          batchFailed = true;
+          throw err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PREPROCESS_PARALLEL_BATCHES, plan.batches) }, batchLane));
+    const prepared = await finishPreprocess({ planKey: plan.planKey });
     status.images = prepared.counts;
 
     // 2. Caption checks.
     setStage('checking_captions');
-    const report = await checkCaptions({ runId, manifestKey: prepared.manifestKey });
+    const checkInput = { runId, manifestKey: prepared.manifestKey, rules: captionRulesFor(run) };
+    const report = await checkCaptions(checkInput);
     status.captions = { ...report.counts, reportKey: report.reportKey };
 
     // 3. Human review, when the checks found errors or the run asks for it.
     if (run.review.policy === 'always' || report.counts.error > 0) {
       setStage('awaiting_review');
-      const decided = await condition(() => pendingDecision !== undefined, durationMs(run.review.timeout));
-      status.review = pendingDecision ?? { decision: 'timed_out', at: new Date().toISOString() };
+      status.review = await review.decide({
+        runId,
+        manifestKey: prepared.manifestKey,
+        report,
+        timeout: run.review.timeout,
+        recheck: async () => {
+          const rechecked = await checkCaptions(checkInput);
+          status.captions = { ...rechecked.counts, reportKey: rechecked.reportKey };
+          return rechecked;
+        },
+      });
       upsertMemo({ review: status.review });
-      if (status.review.decision !== 'approved') {
-        setStage(decided ? 'rejected' : 'review_timed_out');
+      const ended = stageAfterReview(status.review.decision);
+      if (ended) {
+        setStage(ended);
         return outcome();
       }
     } else {
-      status.review = { decision: 'not_needed', at: new Date().toISOString() };
+      status.review = review.skip();
     }
 
     // 4. Upload the processed dataset to the run's store (idempotent by content hash).
     setStage('uploading');
     status.dataset = await uploadDataset({ runId, runName: run.runName, manifestKey: prepared.manifestKey, store: run.store });
 
-    // 5. Launch: the job name is derived from the run, so a retried launch adopts its own job.
+    // 5. Launch: the job name is derived from the run, so a retried launch adopts its own job. It is
+    // known before the launch returns, so a run cancelled mid-launch still stops what started.
     setStage('launching');
-    job = await launchTraining({ run, runId, jobName: trainingJobName(run.runName, runId), datasetUri: status.dataset.uri });
-    status.job = { backend: job.backend, jobName: job.jobName };
+    job = { backend: run.trainer.kind, jobName: trainingJobName(run.runName, runId) };
+    const launched = await launchTraining({ run, runId, jobName: job.jobName, datasetUri: status.dataset.uri });
+    status.job = { backend: launched.backend, jobName: launched.jobName };
 
     // 6. Watch the job until it ends.
     setStage('training');
     const trained = await pollActivity(run)({ job: status.job, pollInterval: run.pollInterval });
-    status.training = { status: trained.status, secondaryStatus: trained.secondaryStatus };
+    status.training = { status: trained.status, secondaryStatus: trained.secondaryStatus, warnings: trained.warnings };
+    if (trained.status === 'Stopped') {
+      throw ApplicationFailure.nonRetryable(`training job ${status.job.jobName} was stopped outside this run`, TRAINING_STOPPED);
+    }
 
     // 7. Verify and register the LoRA.
     setStage('registering');
@@ -152,6 +194,7 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
       job: status.job,
       artifactUri: trained.artifactUri ?? '',
       datasetManifestSha256: status.dataset.manifestSha256,
+      progress: trained.progress,
     });
     setStage('completed');
     return outcome();
@@ -159,20 +202,32 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
     if (isCancellation(err)) {
       // Cleanup must run although the run itself is cancelled: a forgotten GPU job costs money.
       await CancellationScope.nonCancellable(async () => {
-        if (job) await stopTraining({ job: { backend: job.backend, jobName: job.jobName } });
+        await stopJob();
         setStage('cancelled');
       });
     } else {
       status.error = failureMessage(err);
-      setStage('failed');
+      // A job stopped outside this run (the SageMaker console, another tool) cancels the run.
+      const cause = innermostCause(err);
+      setStage(cause instanceof ApplicationFailure && cause.type === TRAINING_STOPPED ? 'cancelled' : 'failed');
+      // Whatever failed (the watch itself, registration), a job that may still run must not be left
+      // running; for a job that already ended this is a cheap no-op. Its own failure must not hide ours.
+      await CancellationScope.nonCancellable(stopJob).catch((stopError: unknown) =>
+        log.error('could not stop the training job after the run failed', { job, error: failureMessage(stopError) }),
+      );
     }
     throw err;
   }
 }
 
-/** The innermost cause's message: what actually went wrong, not "Activity task failed". */
-function failureMessage(err: unknown): string {
+/** The innermost cause: what actually went wrong, not "Activity task failed". */
+function innermostCause(err: unknown): unknown {
   let current: unknown = err;
   while (current instanceof ActivityFailure && current.cause) current = current.cause;
-  return current instanceof Error ? current.message : String(err);
+  return current;
+}
+
+function failureMessage(err: unknown): string {
+  const cause = innermostCause(err);
+  return cause instanceof Error ? cause.message : String(err);
 }

@@ -3,6 +3,8 @@
  * validate the same shape; defaults are filled here, once, so history records what actually ran.
  */
 import { z } from 'zod';
+import { foldKohyaShorthands, kohyaOptionIssues, KohyaOverrides, referenceDefaults } from '../kohya/options';
+import { PreprocessOptions } from '../image/options';
 
 export const BASE_MODEL_FAMILIES = ['sd15', 'sdxl'] as const;
 export type BaseModelFamily = (typeof BASE_MODEL_FAMILIES)[number];
@@ -25,6 +27,11 @@ export const RUN_NAME = z
 export const DURATION = z
   .union([z.number().int().positive(), z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must look like 30s, 15m, 2h or 7d')])
   .transform((v) => (typeof v === 'number' ? `${v}ms` : v));
+
+/** Words or phrases no caption may contain, matched as whole words, case-insensitively. */
+export const BannedTerms = z
+  .array(z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters'))
+  .max(500, 'must list at most 500 terms');
 
 const S3_URI = z.string().regex(/^s3:\/\/[a-z0-9.-]{3,63}(\/.*)?$/, 'must be an s3://bucket/prefix URI');
 
@@ -50,6 +57,15 @@ export const SageMakerTrainerOptions = z
     maxRuntimeSeconds: z.number().int().min(600).max(28 * 24 * 3600).default(24 * 3600),
     /** Where SageMaker writes `<job>/output/model.tar.gz`; defaults to `<store>/training/`. */
     outputS3Uri: S3_URI.optional(),
+    /**
+     * Prefix under which each job's /opt/ml/checkpoints is synced (`<prefix>/<job>/`): live progress
+     * and, with spot, the state a restarted job resumes from. Defaults to `<store>/checkpoints/`.
+     */
+    checkpointS3Uri: S3_URI.optional(),
+    /** Managed spot training: cheaper, may be interrupted; the job resumes from its last saved epoch. */
+    spot: z.boolean().default(false),
+    /** Spot only: total time including waiting for capacity, ≥ maxRuntimeSeconds; default 2 × maxRuntimeSeconds. */
+    maxWaitSeconds: z.number().int().min(600).max(2 * 28 * 24 * 3600).optional(),
   })
   .strict();
 
@@ -57,6 +73,9 @@ export const TrainerOptions = z.discriminatedUnion('kind', [LocalTrainerOptions,
 export type TrainerOptions = z.infer<typeof TrainerOptions>;
 
 export const REVIEW_POLICIES = ['on-error', 'always'] as const;
+
+/** What `training` holds when the input leaves a field out. */
+const TRAINING_DEFAULTS = { epochs: 10, networkDim: 32, networkAlpha: 16 };
 
 export const TrainingRunInput = z
   .object({
@@ -78,6 +97,13 @@ export const TrainingRunInput = z
     /** Class tokens in the folder name; defaults to the run name. */
     concept: z.string().regex(/^[^\s/\\_][^/\\]*$/, 'must be a folder-safe name without "/" or "\\"').optional(),
     triggerWord: z.string().min(1).optional(),
+    /** How images are cropped, sized, encoded and checked (lib/image/options.ts); all optional. */
+    preprocess: PreprocessOptions.prefault({}),
+    /** Caption check settings (the token limit comes from the kohya options' max_token_length). */
+    captions: z
+      .object({ bannedTerms: BannedTerms.default([]) })
+      .strict()
+      .default({ bannedTerms: [] }),
     review: z
       .object({
         policy: z.enum(REVIEW_POLICIES).default('on-error'),
@@ -88,12 +114,20 @@ export const TrainingRunInput = z
     trainer: TrainerOptions.default({ kind: 'local', dryRun: false }),
     training: z
       .object({
-        epochs: z.number().int().min(1).max(1000).default(10),
-        networkDim: z.number().int().min(1).max(1024).default(32),
-        networkAlpha: z.number().positive().max(1024).default(16),
+        epochs: z.number().int().min(1).max(1000).optional(),
+        networkDim: z.number().int().min(1).max(1024).optional(),
+        networkAlpha: z.number().positive().max(1024).optional(),
+        /**
+         * sd-scripts options over the family's preset (lib/kohya/options.ts lists them); its
+         * max_train_epochs, network_dim and network_alpha fold into the three fields above.
+         */
+        kohya: KohyaOverrides.default({}),
       })
       .strict()
-      .default({ epochs: 10, networkDim: 32, networkAlpha: 16 }),
+      .transform((training, ctx) =>
+        foldKohyaShorthands(training, TRAINING_DEFAULTS, (path, message) => ctx.addIssue({ code: 'custom', path, message })),
+      )
+      .prefault({}),
     /** How often training status is polled. */
     pollInterval: DURATION.default('30s'),
   })
@@ -105,6 +139,15 @@ export const TrainingRunInput = z
         path: ['store'],
         message: 'must be an s3:// URI when trainer.kind is "sagemaker": SageMaker reads the dataset from S3',
       });
+    }
+    if (input.trainer.kind === 'sagemaker' && input.trainer.maxWaitSeconds !== undefined) {
+      const { spot, maxWaitSeconds, maxRuntimeSeconds } = input.trainer;
+      const problem = !spot ? 'only applies with trainer.spot = true' : maxWaitSeconds < maxRuntimeSeconds ? `must be ≥ trainer.maxRuntimeSeconds (${maxRuntimeSeconds})` : undefined;
+      if (problem) ctx.addIssue({ code: 'custom', path: ['trainer', 'maxWaitSeconds'], message: problem });
+    }
+    const family = input.baseModel.family;
+    for (const issue of kohyaOptionIssues(family, { ...referenceDefaults(family), ...input.training.kohya })) {
+      ctx.addIssue({ code: 'custom', path: ['training', 'kohya', issue.key], message: issue.message });
     }
   });
 

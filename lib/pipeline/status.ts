@@ -39,6 +39,14 @@ export interface ReviewDecision {
   comment?: string;
   /** Workflow time of the decision, ISO 8601. */
   at: string;
+  /** Approved although caption errors remained. */
+  force?: boolean;
+  /** How the decision arrived: an update (validated before history) or a plain signal. */
+  via?: 'update' | 'signal';
+  /** Caption issue counts when the decision was made. */
+  captions?: IssueCounts;
+  /** What the reviewers changed before deciding. */
+  edits?: { batches: number; captions: number; editors: string[] };
 }
 
 export interface TrainingJobRef {
@@ -54,6 +62,8 @@ export interface TrainingProgress {
   loss?: number;
   /** Set when kohya printed avr_loss=nan: training goes on, but the LoRA will be useless. */
   lossIsNaN?: boolean;
+  /** Time left as the trainer's progress bar estimates it. */
+  etaSeconds?: number;
 }
 
 export interface TrainingState {
@@ -61,6 +71,8 @@ export interface TrainingState {
   secondaryStatus?: string;
   failureReason?: string;
   progress?: TrainingProgress;
+  /** What the user should know while the job goes on, e.g. a NaN loss or progress that cannot be read. */
+  warnings?: string[];
   /** Where the trained output is: a file:// directory (local) or an s3:// model.tar.gz (SageMaker). */
   artifactUri?: string;
 }
@@ -83,7 +95,7 @@ export interface RunStatus {
   review?: ReviewDecision;
   dataset?: { uri: string; files: number; bytes: number; manifestSha256: string };
   job?: TrainingJobRef;
-  training?: Pick<TrainingState, 'status' | 'secondaryStatus'>;
+  training?: Pick<TrainingState, 'status' | 'secondaryStatus' | 'warnings'>;
   lora?: RegisteredLora;
   error?: string;
 }

@@ -11,12 +11,11 @@ import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { verifyLora } from '../../lib/lora/verify';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { RunOutcome, Stage } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
-import { createDeps, createLoraWorker } from '../../worker/create';
+import { createDeps, createLoraWorker, type LoraWorker } from '../../worker/create';
 import { WorkerEnv } from '../../worker/config';
 import { approveSignal, rejectSignal, statusQuery } from '../../workflows/messages';
 import { LORA_STAGE } from '../../workflows/search-attributes';
@@ -25,14 +24,14 @@ import { startTemporal } from '../support/temporal';
 const TASK_QUEUE = 'pipeline-local-test';
 
 let env: TestWorkflowEnvironment;
-let worker: Worker;
+let worker: LoraWorker;
 let workerRun: Promise<void>;
 let tmp: string;
 let storeDir: string;
 let jobsDir: string;
 
 /** A worker over this file's temp stores; `trainerEnv` reaches the dry-run trainer processes. */
-async function newWorker(taskQueue: string, trainerEnv?: Record<string, string>): Promise<Worker> {
+async function newWorker(taskQueue: string, trainerEnv?: Record<string, string>): Promise<LoraWorker> {
   const config = WorkerEnv.parse({
     LORA_WORK_STORE: pathToFileURL(path.join(tmp, 'work')).href,
     LORA_STORE: pathToFileURL(storeDir).href,
@@ -90,11 +89,12 @@ test('a run with a caption error waits for review, is approved, trains (dry run)
   const described = await handle.describe();
   expect(described.typedSearchAttributes.get(LORA_STAGE)).toBe('awaiting_review');
 
-  await handle.signal(approveSignal, { reviewer: 'ada', comment: 'the uncaptioned one is fine' });
+  // The caption error remains, so the approval must be forced (an approve signal without force is ignored).
+  await handle.signal(approveSignal, { reviewer: 'ada', comment: 'the uncaptioned one is fine', force: true });
   const outcome: RunOutcome = await handle.result();
 
   expect(outcome.stage).toBe('completed');
-  expect(outcome.review).toMatchObject({ decision: 'approved', reviewer: 'ada' });
+  expect(outcome.review).toMatchObject({ decision: 'approved', reviewer: 'ada', force: true });
   expect(outcome.job).toMatchObject({ backend: 'local' });
   const loraFile = path.join(storeDir, 'models', 'Lora', 'approve.safetensors');
   expect(outcome.lora?.uri).toBe(pathToFileURL(loraFile).href);

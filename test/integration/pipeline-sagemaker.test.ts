@@ -11,7 +11,6 @@ import { pathToFileURL } from 'node:url';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ListTrainingJobsCommand } from '@aws-sdk/client-sagemaker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import * as tar from 'tar';
 import { trainingJobName } from '../../lib/job-name';
 import { buildLora } from '../../lib/lora/build';
@@ -19,7 +18,7 @@ import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { RunOutcome } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
 import { WorkerEnv } from '../../worker/config';
-import { createDeps, createLoraWorker } from '../../worker/create';
+import { createDeps, createLoraWorker, type LoraWorker } from '../../worker/create';
 import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
 import { startTemporal } from '../support/temporal';
 
@@ -29,7 +28,7 @@ const BUCKET = 'lora-e2e';
 let env: TestWorkflowEnvironment;
 let moto: MotoServer;
 let aws: ReturnType<typeof motoAwsClients>;
-let worker: Worker;
+let worker: LoraWorker;
 let workerRun: Promise<void>;
 let tmp: string;
 

@@ -1,24 +1,19 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { TrainingRunInput } from '../../lib/pipeline/input';
 import { buildStartInput, isLocalPath, localDatasetNote, readInputFile, type StartFlags } from '../../client/start-input';
 
 const CWD = '/home/ana/loras';
 const minimal: StartFlags = { dataset: 'datasets/cat', name: 'cat-v1' };
 
 describe('buildStartInput', () => {
-  it('fills the defaults and resolves a local dataset against the working directory', () => {
+  it('resolves a local dataset against the working directory and fills the defaults from the run schema', () => {
     const input = buildStartInput(minimal, undefined, CWD);
-    expect(input).toEqual({
-      runName: 'cat-v1',
-      dataset: '/home/ana/loras/datasets/cat',
-      baseModel: { family: 'sd15', checkpoint: 'runwayml/stable-diffusion-v1-5' },
-      repeats: 10,
-      review: { policy: 'on-error', timeout: '7d' },
-      trainer: { kind: 'local', dryRun: false },
-      training: { epochs: 10, networkDim: 32, networkAlpha: 16 },
-      pollInterval: '30s',
-    });
+    expect(input.runName).toBe('cat-v1');
+    expect(input.dataset).toBe('/home/ana/loras/datasets/cat');
+    // Defaults have one source, the schema: the CLI adds nothing of its own.
+    expect(input).toEqual(TrainingRunInput.parse({ runName: 'cat-v1', dataset: '/home/ana/loras/datasets/cat' }));
   });
 
   it('leaves dataset URIs alone', () => {
@@ -108,6 +103,7 @@ describe('buildStartInput', () => {
         instanceType: 'ml.g5.2xlarge',
         volumeSizeGb: 100,
         maxRuntimeSeconds: 86400,
+        spot: false,
       });
     });
 
@@ -140,7 +136,7 @@ describe('buildStartInput', () => {
       const input = buildStartInput({ name: 'from-flag', dim: '64' }, file, CWD);
       expect(input.runName).toBe('from-flag');
       expect(input.dataset).toBe('s3://bucket/x');
-      expect(input.training).toEqual({ epochs: 5, networkDim: 64, networkAlpha: 16 });
+      expect(input.training).toEqual({ epochs: 5, networkDim: 64, networkAlpha: 16, kohya: {} });
       expect(input.review).toEqual({ policy: 'always', timeout: '7d' });
     });
 
