@@ -106,6 +106,8 @@ async function keysUnder(prefix: string): Promise<string[]> {
 const localRun = (runName: string, dataset: string): TrainingRunInput => ({
   runName,
   dataset,
+  // Small batches: several preprocessing activities, so a crash lands in the middle of the fan-out.
+  preprocess: { batchSize: 8 },
   trainer: { kind: 'local', dryRun: true },
   training: { epochs: 2, networkDim: 4, networkAlpha: 2 },
   pollInterval: '500ms',
@@ -140,8 +142,9 @@ test('kill -9 during preprocessing and during polling: a new worker finishes wit
   const first = startWorker('local-1', trainerEnv);
   const handle = await startRun(workflowId, localRun('killed', bigDataset));
 
-  const atPreprocess = await waitUntil(workflowId, 'preprocessing', progressed);
-  fault(`kill -9 worker ${first.pid} during preprocessing (${atPreprocess.activities[0].progress!.done}/${atPreprocess.activities[0].progress!.total} images)`);
+  const atPreprocess = await waitUntil(workflowId, 'preprocessing', (s) => s.activities.some((a) => a.type === 'preprocessBatch'));
+  const batches = atPreprocess.activities.filter((a) => a.type === 'preprocessBatch').length;
+  fault(`kill -9 worker ${first.pid} during preprocessing (${batches} batch activities in flight)`);
   await first.kill9();
 
   const second = startWorker('local-2', trainerEnv);
