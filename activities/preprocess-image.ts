@@ -12,6 +12,10 @@ import { cropInSource, MAX_INPUT_PIXELS, planImage, SKIP_REASONS, type ImageHead
 import type { CropStrategy, OutputFormat } from '../lib/image/options';
 import { fingerprint, type Fingerprint } from '../lib/image/phash';
 
+// Every image is decoded once and never again, so libvips' operation cache only holds memory that a
+// long-lived worker (hundreds of runs parked in training) would rather keep.
+sharp.cache(false);
+
 export interface RenderOptions {
   strategy: CropStrategy;
   size: number;

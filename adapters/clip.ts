@@ -1,6 +1,6 @@
 /**
  * The CLIP tokenizer with its merges read from disk: open_clip's bpe_simple_vocab_16e6.txt.gz,
- * which the setup installs (`installedTools().clipMerges`). Loaded once per process and path.
+ * which the setup installs (`installedTools().clipMerges`) or LORA_CLIP_MERGES names. Loaded once per process and path.
  */
 import { readFile } from 'node:fs/promises';
 import { gunzip } from 'node:zlib';
@@ -11,7 +11,8 @@ import { installedTools } from '../scripts/tools';
 const gunzipAsync = promisify(gunzip);
 const loaded = new Map<string, Promise<ClipTokenizer>>();
 
-export function loadClipTokenizer(mergesPath: string = installedTools().clipMerges): Promise<ClipTokenizer> {
+/** LORA_CLIP_MERGES names the file where there is no project venv (the worker image). */
+export function loadClipTokenizer(mergesPath: string = process.env.LORA_CLIP_MERGES ?? installedTools().clipMerges): Promise<ClipTokenizer> {
   let tokenizer = loaded.get(mergesPath);
   if (!tokenizer) {
     tokenizer = (async () => {

@@ -69,6 +69,8 @@ async function main(): Promise<void> {
       LORA_JOBS_DIR: path.join(tmp, 'jobs'),
       LORA_METRICS_ADDRESS: metricsAddress,
       LORA_LOG_LEVEL: 'WARN',
+      // As in the worker image: libvips' threads would otherwise each keep a glibc malloc arena.
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
     },
     path.join(tmp, 'worker.log'),
     'bench/load-worker',

@@ -333,6 +333,6 @@ function trainingText(status: RunStatus): string {
   return ` (${[training.status, training.secondaryStatus].filter(Boolean).join(', ')})`;
 }
 
-function plural(count: number, noun: string): string {
+export function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }

@@ -2,6 +2,7 @@
 import type { EditCaptionsResult, ReviewState } from '../lib/pipeline/review';
 import type { IssueCounts, ReviewDecision } from '../lib/pipeline/status';
 import type { ReportIssue, ReviewDetails } from './review';
+import { plural } from './render';
 
 export interface IssuePage {
   page: number;
@@ -118,6 +119,3 @@ function rangeText(page: IssuePage): string {
   return `${first}-${first + page.items.length - 1} of ${page.total}`;
 }
 
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
-}

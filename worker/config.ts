@@ -32,6 +32,11 @@ export const WorkerEnv = z.object({
   LORA_MAX_ACTIVITIES: z.coerce.number().int().min(1).max(1000).default(8),
   /** Concurrent training polls on this worker: cheap, but each holds its slot for the whole job. */
   LORA_MAX_TRAINING_POLLS: z.coerce.number().int().min(1).max(100000).default(1000),
+  /**
+   * Workflows kept in memory between tasks. Runs parked in training get a task only when their
+   * poll ends, so evicting them costs one short replay then, and saves memory all along.
+   */
+  LORA_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(100000).default(20),
   /** host:port for a Prometheus `/metrics` endpoint with the Temporal runtime's worker metrics. */
   LORA_METRICS_ADDRESS: z.string().regex(/^[^\s:/]+:\d{1,5}$/, 'must be host:port, e.g. 0.0.0.0:9464').optional(),
   /** `json`: one JSON object per log line (for log collectors); `pretty`: the SDK's readable lines. */

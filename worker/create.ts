@@ -33,16 +33,17 @@ export function createDeps(env: WorkerEnv, aws: AwsClients, trainerEnv?: Record<
   };
 }
 
-/** Slot limits per worker process (LORA_MAX_ACTIVITIES, LORA_MAX_TRAINING_POLLS). */
+/** Limits per worker process (LORA_MAX_ACTIVITIES, LORA_MAX_TRAINING_POLLS, LORA_MAX_CACHED_WORKFLOWS). */
 export interface WorkerCapacity {
   /** Preprocessing, uploads, registration: CPU, memory and network heavy. */
   maxActivities: number;
   /** Training polls: each holds a slot for hours but costs almost nothing. */
   maxTrainingPolls: number;
+  maxCachedWorkflows: number;
 }
 
 export function capacityOf(env: WorkerEnv): WorkerCapacity {
-  return { maxActivities: env.LORA_MAX_ACTIVITIES, maxTrainingPolls: env.LORA_MAX_TRAINING_POLLS };
+  return { maxActivities: env.LORA_MAX_ACTIVITIES, maxTrainingPolls: env.LORA_MAX_TRAINING_POLLS, maxCachedWorkflows: env.LORA_MAX_CACHED_WORKFLOWS };
 }
 
 /**
@@ -101,6 +102,7 @@ export async function createLoraWorker(options: {
       ...common,
       taskQueue: options.taskQueue,
       ...workflowCode,
+      maxCachedWorkflows: capacity.maxCachedWorkflows,
       activities: stageActivities,
       maxConcurrentActivityTaskExecutions: capacity.maxActivities,
     }),

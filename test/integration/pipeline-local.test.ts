@@ -19,6 +19,7 @@ import { createDeps, createLoraWorker, type LoraWorker } from '../../worker/crea
 import { WorkerEnv } from '../../worker/config';
 import { approveSignal, rejectSignal, statusQuery } from '../../workflows/messages';
 import { LORA_STAGE } from '../../workflows/search-attributes';
+import { recordHistory } from '../support/replay-fixtures';
 import { startTemporal } from '../support/temporal';
 
 const TASK_QUEUE = 'pipeline-local-test';
@@ -92,6 +93,7 @@ test('a run with a caption error waits for review, is approved, trains (dry run)
   // The caption error remains, so the approval must be forced (an approve signal without force is ignored).
   await handle.signal(approveSignal, { reviewer: 'ada', comment: 'the uncaptioned one is fine', force: true });
   const outcome: RunOutcome = await handle.result();
+  await recordHistory(handle, 'approved-after-review', env.address);
 
   expect(outcome.stage).toBe('completed');
   expect(outcome.review).toMatchObject({ decision: 'approved', reviewer: 'ada', force: true });
@@ -118,6 +120,7 @@ test('a rejected run uploads nothing and launches nothing', async () => {
   await waitForStage(handle, 'awaiting_review');
   await handle.signal(rejectSignal, { reviewer: 'ada', reason: 'captions are too vague' });
   const outcome: RunOutcome = await handle.result();
+  await recordHistory(handle, 'rejected', env.address);
   expect(outcome.stage).toBe('rejected');
   expect(outcome.review).toMatchObject({ decision: 'rejected', reviewer: 'ada', comment: 'captions are too vague' });
   await expect(fs.access(path.join(storeDir, 'datasets', 'reject'))).rejects.toThrow();
@@ -129,6 +132,7 @@ test('a review nobody answers times out with a clear outcome', async () => {
   await writeExampleDataset(dataset, { count: 1 });
   const handle = await start('timeout', input('timeout', dataset, { review: { policy: 'always', timeout: '2s' } }));
   const outcome: RunOutcome = await handle.result();
+  await recordHistory(handle, 'review-timed-out', env.address);
   expect(outcome.stage).toBe('review_timed_out');
   expect(outcome.review?.decision).toBe('timed_out');
 });
@@ -137,6 +141,7 @@ test('a missing dataset fails the run with an error naming the path', async () =
   const missing = path.join(tmp, 'does-not-exist');
   const handle = await start('missing', input('missing', missing));
   const failure = await handle.result().catch((err: unknown) => err);
+  await recordHistory(handle, 'dataset-missing', env.address);
   expect(failure).toBeInstanceOf(WorkflowFailedError);
   const status = await handle.query(statusQuery);
   expect(status.stage).toBe('failed');
@@ -146,6 +151,7 @@ test('a missing dataset fails the run with an error naming the path', async () =
 test('an invalid input fails at once with every bad field named', async () => {
   const handle = await start('invalid', { runName: 'Bad Name!', dataset: '' });
   const failure = (await handle.result().catch((err: unknown) => err)) as WorkflowFailedError;
+  await recordHistory(handle, 'invalid-input', env.address);
   expect(failure).toBeInstanceOf(WorkflowFailedError);
   expect(failure.cause?.message).toMatch(/input\.runName: must be 1-40 characters/);
   expect(failure.cause?.message).toMatch(/input\.dataset: is required/);
@@ -162,6 +168,7 @@ test('cancelling a run while it trains stops the training job', async () => {
     const jobName = (await handle.query(statusQuery)).job!.jobName;
     await handle.cancel();
     const failure = (await handle.result().catch((err: unknown) => err)) as WorkflowFailedError;
+    await recordHistory(handle, 'cancelled-while-training', env.address);
     expect(failure.cause).toBeInstanceOf(CancelledFailure);
     expect((await handle.query(statusQuery)).stage).toBe('cancelled');
     const jobStatus = JSON.parse(await fs.readFile(path.join(jobsDir, jobName, 'status.json'), 'utf8'));

@@ -20,6 +20,7 @@ import { writeExampleDataset } from '../../scripts/example-dataset';
 import { WorkerEnv } from '../../worker/config';
 import { createDeps, createLoraWorker, type LoraWorker } from '../../worker/create';
 import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
+import { recordHistory } from '../support/replay-fixtures';
 import { startTemporal } from '../support/temporal';
 
 const TASK_QUEUE = 'pipeline-sagemaker-test';
@@ -95,6 +96,7 @@ test('S3 store + SageMaker trainer: upload, one training job, LoRA registered in
 
   const handle = await env.client.workflow.start('loraTrainingWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input] });
   const outcome: RunOutcome = await handle.result();
+  await recordHistory(handle, 's3-sagemaker-completed', env.address);
 
   expect(outcome.stage).toBe('completed');
   expect(outcome.job).toEqual({ backend: 'sagemaker', jobName });

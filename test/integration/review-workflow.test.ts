@@ -20,6 +20,7 @@ import { installedTools } from '../../scripts/tools';
 import { approveRun, innermostMessage } from '../../client/review';
 import { approveSignal, approveUpdate, editCaptionsUpdate, rejectUpdate, reviewStateQuery } from '../../workflows/messages';
 import { cancelAfterUpload, historyText, startReviewRig, waitForReview, type ReviewRig } from '../support/review';
+import { recordHistory } from '../support/replay-fixtures';
 import { startTemporal } from '../support/temporal';
 
 const CLI = path.resolve(__dirname, '../../dist/client/cli.js');
@@ -175,6 +176,7 @@ test('a reviewer fixes a caption, the re-check clears the error, approval is rec
   // History holds the accepted updates (unknown image, edit, approve) and nothing per image beyond the edit itself.
   const history = await handle.fetchHistory();
   expect(updateEvents(history).filter((event) => event.workflowExecutionUpdateAcceptedEventAttributes)).toHaveLength(3);
+  await recordHistory(handle, 'review-edit-and-approve', env.address);
 });
 
 // ---- the lora CLI -------------------------------------------------------------------------------
