@@ -22,7 +22,15 @@ export interface UploadInput {
 
 export type UploadResult = NonNullable<RunStatus['dataset']> & { uploadedBytes: number };
 
-const PARALLEL_UPLOADS = 4;
+/** Files in flight at once: most are a few hundred KB, so request latency, not bandwidth, sets the pace. */
+const PARALLEL_UPLOADS = 16;
+/**
+ * Files up to this size are read once, hashed and sent from memory in one PUT (the multipart
+ * uploader would buffer that much anyway). Larger ones are hashed from disk, then streamed as
+ * multipart uploads that each hold several parts in memory, so fewer of them run at once.
+ */
+const IN_MEMORY_BYTES = 5 * 1024 * 1024;
+const PARALLEL_STREAMED_UPLOADS = 4;
 
 export function makeUploadActivities(deps: ActivityDeps) {
   async function uploadDataset(input: UploadInput): Promise<UploadResult> {
@@ -42,17 +50,25 @@ export function makeUploadActivities(deps: ActivityDeps) {
       let uploadedBytes = 0;
       const heartbeat = (): void => Context.current().heartbeat({ done, total, unit: 'bytes' } satisfies ActivityProgress);
       heartbeat();
+      // One listing (a request per 1,000 keys) says what is there: only objects of the same size
+      // can hold the same content, so only those cost a HEAD to compare hashes.
+      const sizeThere = new Map((await destination.list(targetPrefix)).map((object) => [object.key, object.size]));
       const limit = pLimit(PARALLEL_UPLOADS);
+      const streamed = pLimit(PARALLEL_STREAMED_UPLOADS);
+      /** Sends the file unless the destination already holds the same content. */
+      async function uploadUnlessThere(file: ObjectInfo, targetKey: string, content?: Buffer): Promise<void> {
+        const sha256 = content ? createHash('sha256').update(content).digest('hex') : (await headOrFail(deps.workStore, file.key, true)).sha256;
+        const existing = sizeThere.get(targetKey) === file.size ? await destination.head(targetKey, { withHash: true }) : undefined;
+        if (existing?.sha256 !== undefined && existing.sha256 === sha256) return;
+        await destination.put(targetKey, content ?? (await deps.workStore.getStream(file.key)), { sha256 });
+        uploadedBytes += file.size;
+      }
       await Promise.all(
         files.map((file) =>
           limit(async () => {
             const targetKey = `${targetPrefix}/${file.key.slice(sourcePrefix.length)}`;
-            const source = await headOrFail(deps.workStore, file.key, true);
-            const existing = await destination.head(targetKey, { withHash: true });
-            if (existing?.sha256 !== source.sha256) {
-              await destination.put(targetKey, await deps.workStore.getStream(file.key), { sha256: source.sha256 });
-              uploadedBytes += file.size;
-            }
+            if (file.size <= IN_MEMORY_BYTES) await uploadUnlessThere(file, targetKey, await deps.workStore.get(file.key));
+            else await streamed(() => uploadUnlessThere(file, targetKey));
             done += file.size;
             heartbeat();
           }),
