@@ -55,19 +55,7 @@ export class FileStore implements ObjectStore {
   async putIfAbsent(key: string, body: Buffer | string, _options?: PutOptions): Promise<boolean> {
     const target = this.pathOf(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    // Write aside, then link into place: link() fails with EEXIST atomically, so of two writers
-    // exactly one wins, and a crash mid-write never leaves a torn file under the real name.
-    const temp = `${target}.${randomUUID()}.partial`;
-    await fs.writeFile(temp, body);
-    try {
-      await fs.link(temp, target);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw err;
-    } finally {
-      await fs.rm(temp, { force: true });
-    }
+    return createExclusive(target, body);
   }
 
   async get(key: string): Promise<Buffer> {
@@ -141,4 +129,23 @@ export async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(file), hash);
   return hash.digest('hex');
+}
+
+/**
+ * Creates `file` with its full content, or returns false if it exists. Written aside, then linked
+ * into place: link(2) fails with EEXIST atomically, so of two writers exactly one wins, and a
+ * crash mid-write never leaves a torn file under the real name.
+ */
+export async function createExclusive(file: string, content: Buffer | string): Promise<boolean> {
+  const temp = `${file}.${randomUUID()}.partial`;
+  await fs.writeFile(temp, content);
+  try {
+    await fs.link(temp, file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
 }

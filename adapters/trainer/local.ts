@@ -25,6 +25,7 @@ import type { BaseModelFamily } from '../../lib/pipeline/input';
 import type { TrainingJobRef, TrainingProgress, TrainingState } from '../../lib/pipeline/status';
 import { CHANNELS, ENTRYPOINT_SCRIPT, entrypointArgs, entrypointHyperParameters, KOHYA_COMMAND_ENV, ML_PATHS } from './entrypoint';
 import { InvalidTrainingSpecError, type KohyaConfig, type Trainer, type TrainingJobSpec } from './types';
+import { createExclusive } from '../store/file';
 
 export const JOB_FILE = 'job.json';
 export const STATUS_FILE = 'status.json';
@@ -375,20 +376,6 @@ async function writeFileAtomic(file: string, content: string): Promise<void> {
   await fs.rename(temp, file);
 }
 
-/** Creates `file` with its full content, or returns false if it exists: link(2) is atomic and exclusive. */
-async function createExclusive(file: string, content: string): Promise<boolean> {
-  const temp = `${file}.${randomUUID()}.tmp`;
-  await fs.writeFile(temp, content);
-  try {
-    await fs.link(temp, file);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    await fs.rm(temp, { force: true });
-  }
-}
 
 /** Starts a process in its own session with no ties to ours, resolving once it runs. */
 function startDetached(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<void> {

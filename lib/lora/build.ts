@@ -6,6 +6,7 @@
  */
 import type { BaseModelFamily } from '../pipeline/input';
 import { sha256AfterHeader, TensorToWrite, writeSafetensors } from '../safetensors';
+import { mulberry32 } from '../random';
 
 export interface LoraBuildSpec {
   family: BaseModelFamily;
@@ -119,17 +120,6 @@ function checkSpec(spec: LoraBuildSpec): void {
   if (spec.outputName.trim() === '') throw new Error('outputName: must not be empty');
 }
 
-/** Small deterministic PRNG (mulberry32): the same seed always yields the same file. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function stringHash(text: string): number {
   let hash = 2166136261;

@@ -5,6 +5,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mulberry32 } from '../../lib/random';
 
 export interface FaultPlan {
   /** Share of requests (0..1) answered with 503 SlowDown instead of being forwarded. */
@@ -27,18 +28,11 @@ export interface S3FaultProxy {
 const s3Error = (code: string, message: string) =>
   `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault-proxy</RequestId></Error>`;
 
-/** Deterministic pseudo-random stream, so a failing run can be reproduced with the same seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 export async function startS3FaultProxy(target: string, plan: Partial<FaultPlan> = {}, seed = 42): Promise<S3FaultProxy> {
   const upstream = new URL(target);
-  const random = seededRandom(seed);
+  // Seeded, so a failing run can be reproduced with the same schedule of faults.
+  const random = mulberry32(seed);
   const proxy: Omit<S3FaultProxy, 'endpoint' | 'close'> = {
     plan: { slowDownShare: 0, latencyMs: 0, denyAll: false, ...plan },
     injected: { slowDown: 0, accessDenied: 0 },

@@ -8,6 +8,7 @@ import { loadClipTokenizer } from '../../adapters/clip';
 import { cleanText } from '../../lib/clip/text';
 import type { ClipTokenizer } from '../../lib/clip/tokenizer';
 import { installedTools } from '../../scripts/tools';
+import { mulberry32 } from '../../lib/random';
 
 interface Reference {
   ids: number[];
@@ -23,17 +24,6 @@ function openClipReference(captions: string[]): Reference[] {
   return JSON.parse(output.toString('utf8')) as Reference[];
 }
 
-/** A small seeded generator (mulberry32): the same captions on every run. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const POOLS: Record<string, readonly string[]> = {
   tags: [
@@ -54,7 +44,7 @@ const POOLS: Record<string, readonly string[]> = {
 const SEPARATORS = [', ', ',', ' ', ' , ', '  ', '\t', ',\n', ' ,  ', ', ,'];
 
 function generatedCaptions(count: number): string[] {
-  const random = seededRandom(0x5eed);
+  const random = mulberry32(0x5eed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
   const pools = Object.values(POOLS);
   const captions: string[] = [];
