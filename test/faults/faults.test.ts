@@ -92,7 +92,6 @@ async function waitUntil(workflowId: string, stage: Stage, ready: (s: RunSnapsho
   }
 }
 
-const progressed = (s: RunSnapshot) => s.activities.some((a) => (a.progress?.done ?? 0) > 0 && a.progress!.done < a.progress!.total);
 
 function fault(message: string): void {
   console.log(`FAULT: ${message}`);
@@ -172,11 +171,12 @@ test('kill -9 during upload and during registration (S3 + SageMaker): one job, c
   const input = await sageMakerRun(runName, workflowId, bigDataset);
   const jobName = trainingJobName(runName, workflowId);
 
-  proxy.plan.latencyMs = 150;
+  // Slow S3 (only upload and registration talk to it) so the upload is surely in flight when killed.
+  proxy.plan.latencyMs = 1000;
   const first = startWorker('s3-1');
   const handle = await startRun(workflowId, input);
-  const atUpload = await waitUntil(workflowId, 'uploading', progressed, 180_000);
-  fault(`kill -9 worker ${first.pid} during upload (${atUpload.activities[0].progress!.done} of ${atUpload.activities[0].progress!.total} bytes)`);
+  await waitUntil(workflowId, 'uploading', (s) => s.activities.some((a) => a.type === 'uploadDataset'), 180_000);
+  fault(`kill -9 worker ${first.pid} during upload (S3 answering after 1 s)`);
   await first.kill9();
 
   // Slow S3 right down so registration (several S3 calls) is surely in flight when the worker dies.
