@@ -314,18 +314,35 @@ function signalRunner(pid: number): void {
  * path matches too); a recycled pid or a zombie counts as dead.
  */
 function isOurProcess(pid: number | undefined, jobDir: string): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!pid || !isAlive(pid)) return false;
   try {
     const commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8'); // arguments end in NUL
+    // Empty while it is exiting (its memory is gone, the process not yet): still ours until it is.
+    if (commandLine === '') return true;
     const name = path.basename(jobDir);
     return commandLine.includes(`${path.sep}${name}\0`) || commandLine.includes(`${path.sep}${name}${path.sep}`);
   } catch (err) {
-    // No procfs (macOS): the signal check above is all we have.
+    // No procfs (macOS): isAlive is all we have.
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && !hasProcfs();
+  }
+}
+
+/**
+ * Whether `pid` still exists and has not finished exiting: a zombie counts as gone (an orphan waits
+ * for PID 1 to reap it, which some container inits never do).
+ */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // "pid (comm) state ...": the command name may itself contain spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch (err) {
+    // Gone meanwhile, or no procfs (macOS): then the signal check is all we have.
     return (err as NodeJS.ErrnoException).code === 'ENOENT' && !hasProcfs();
   }
 }
@@ -351,7 +368,7 @@ async function killProcessGroup(pid: number | undefined, jobDir: string): Promis
     if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
   const deadline = Date.now() + 5_000;
-  while (isOurProcess(pid, jobDir)) {
+  while (isAlive(pid)) {
     if (Date.now() > deadline) throw new Error(`trainer process group ${pid} survived SIGKILL for 5 s`);
     await sleep(50);
   }

@@ -5,13 +5,13 @@
  * does; by hand: npx tsc -p tsconfig.build.json).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { LocalTrainer, readStatusFile } from '../../adapters/trainer/local';
+import { isAlive, LocalTrainer, readStatusFile } from '../../adapters/trainer/local';
 import type { TrainingJobSpec } from '../../adapters/trainer/types';
 import { verifyLora } from '../../lib/lora/verify';
 import { compiledScript, PROJECT_ROOT } from '../../adapters/project-paths';
@@ -89,21 +89,7 @@ async function waitFor(
 
 const isTerminal = (state: TrainingState) => ['Completed', 'Failed', 'Stopped'].includes(state.status);
 
-/** Alive and not a zombie: orphans are reparented to PID 1, which may be slow to reap them. */
-function isRunning(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    // /proc/<pid>/stat: "pid (comm) state ..."
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true; // no procfs: the signal check is all we have
-  }
-}
+const isRunning = (pid: number | undefined): boolean => pid !== undefined && isAlive(pid);
 
 async function waitForLog(jobName: string, pattern: RegExp, timeoutMs = 10_000): Promise<void> {
   const file = path.join(jobsDir, jobName, 'log.txt');
