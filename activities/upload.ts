@@ -43,7 +43,10 @@ export function makeUploadActivities(deps: ActivityDeps) {
       const keys = images.flatMap((image) => (image.caption ? [image.output, image.caption] : [image.output]));
       const sourcePrefix = `${trainDataDirOf(input.runId)}/`;
       const targetPrefix = `datasets/${input.runName}/${manifestSha256.slice(0, 16)}`;
-      const files = await Promise.all(keys.map((key) => headOrFail(deps.workStore, key)));
+      const limit = pLimit(PARALLEL_UPLOADS);
+      // Bounded like the uploads: tens of thousands of lookups at once queue as many requests, and
+      // their memory, in front of the few that can run.
+      const files = await Promise.all(keys.map((key) => limit(() => headOrFail(deps.workStore, key))));
       const total = files.reduce((sum, f) => sum + f.size, 0);
 
       let done = 0;
@@ -53,7 +56,6 @@ export function makeUploadActivities(deps: ActivityDeps) {
       // One listing (a request per 1,000 keys) says what is there: only objects of the same size
       // can hold the same content, so only those cost a HEAD to compare hashes.
       const sizeThere = new Map((await destination.list(targetPrefix)).map((object) => [object.key, object.size]));
-      const limit = pLimit(PARALLEL_UPLOADS);
       const streamed = pLimit(PARALLEL_STREAMED_UPLOADS);
       /** Sends the file unless the destination already holds the same content. */
       async function uploadUnlessThere(file: ObjectInfo, targetKey: string, content?: Buffer): Promise<void> {
