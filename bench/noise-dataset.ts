@@ -4,12 +4,13 @@
  * are duplicates or near-duplicates for preprocessing, each with a caption naming the trigger word.
  * Seeded: the same seed gives the same files.
  */
-import { createCipheriv, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
+import { mulberry32 } from '../lib/random';
 
 export interface NoiseDatasetOptions {
   count: number;
@@ -26,14 +27,13 @@ const GRID = { width: 32, height: 24 };
 export async function writeNoiseDataset(dir: string, options: NoiseDatasetOptions): Promise<string[]> {
   const { count, seed = 1, width = 640, height = 480, triggerWord = 'scaletest' } = options;
   await fs.mkdir(dir, { recursive: true });
-  const key = createHash('sha256').update(`noise-dataset:${seed}`).digest();
   // libvips runs each picture on its own threads; a few pictures at a time keep every core busy.
   const limit = pLimit(2 * availableParallelism());
   const names = Array.from({ length: count }, (_, i) => `noise-${String(i + 1).padStart(5, '0')}`);
   await Promise.all(
     names.map((name, i) =>
       limit(async () => {
-        const grid = seededBytes(key, i, GRID.width * GRID.height * 3);
+        const grid = seededBytes(seed, i, GRID.width * GRID.height * 3);
         await sharp(grid, { raw: { ...GRID, channels: 3 } })
           .resize(width, height, { kernel: 'cubic' })
           .jpeg({ quality: 90 })
@@ -46,9 +46,8 @@ export async function writeNoiseDataset(dir: string, options: NoiseDatasetOption
   return names.map((name) => `${name}.jpg`);
 }
 
-/** `length` pseudo-random bytes for picture `index`: an AES-CTR keystream, one counter block per picture. */
-function seededBytes(key: Buffer, index: number, length: number): Buffer {
-  const iv = Buffer.alloc(16);
-  iv.writeUInt32BE(index, 0);
-  return createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc(length));
+/** `length` pseudo-random bytes for picture `index`, from its own generator (pictures are drawn concurrently). */
+function seededBytes(seed: number, index: number, length: number): Buffer {
+  const random = mulberry32(createHash('sha256').update(`noise-dataset:${seed}:${index}`).digest().readUInt32LE(0));
+  return Buffer.from(Array.from({ length }, () => Math.floor(random() * 256)));
 }

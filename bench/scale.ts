@@ -51,6 +51,13 @@ interface Measurement {
   runPeakMb: number;
 }
 
+/** What a run of the benchmark has started and must stop, also when it fails or is interrupted. */
+interface Resources {
+  server?: DevServerProcess;
+  worker?: WorkerProcess;
+  connection?: Connection;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { images: { type: 'string' }, baseline: { type: 'string' } } });
   const flags = parseOrThrow(
@@ -59,7 +66,7 @@ async function main(): Promise<void> {
     'bench:scale flags',
   );
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'bench-scale-'));
-  const resources: { server?: DevServerProcess; worker?: WorkerProcess; connection?: Connection } = {};
+  const resources: Resources = {};
   // Ctrl-C still stops the server and the worker and removes the (large) temp folder.
   let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
   const interrupted = new Promise<never>((_, reject) => {
@@ -76,10 +83,11 @@ async function main(): Promise<void> {
   }
 }
 
-async function benchmark(flags: z.infer<typeof Flags>, tmp: string, resources: { server?: DevServerProcess; worker?: WorkerProcess; connection?: Connection }): Promise<void> {
+async function benchmark(flags: z.infer<typeof Flags>, tmp: string, resources: Resources): Promise<void> {
   const cpus = os.cpus();
   console.log(`scale benchmark: ${flags.baseline} then ${flags.images} distinct 640×480 JPEGs with captions`);
-  console.log(`machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GB, node ${process.version}\n`);
+  console.log(`machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GB, node ${process.version}`);
+  console.log(`worker: MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2 (as npm run worker sets it)'}\n`);
   resources.server = await DevServerProcess.start(tmp);
   resources.connection = await Connection.connect({ address: resources.server.address });
   const client = new Client({ connection: resources.connection });
@@ -89,7 +97,7 @@ async function benchmark(flags: z.infer<typeof Flags>, tmp: string, resources: {
 }
 
 /** One dataset, one fresh worker process, one run; everything of it removed afterwards. */
-async function measure(client: Client, resources: { server?: DevServerProcess; worker?: WorkerProcess }, tmp: string, images: number): Promise<Measurement> {
+async function measure(client: Client, resources: Resources, tmp: string, images: number): Promise<Measurement> {
   const dir = path.join(tmp, `run-${images}`);
   const dataset = path.join(dir, 'dataset');
   const generating = Date.now();

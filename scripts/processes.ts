@@ -78,9 +78,10 @@ export class WorkerProcess {
 
   /** `script` is a compiled entry point; the load benchmark runs the worker with a fake trainer. */
   constructor(env: Record<string, string>, logFile: string, script = 'worker/main') {
-    // AWS credentials are dummies for moto; the rest of the environment is inherited.
+    // AWS credentials are dummies for moto; the rest of the environment is inherited. Malloc arenas
+    // are capped unless set otherwise, as `npm run worker` and the worker image do.
     this.child = spawn(process.execPath, [compiledScript(script)], {
-      env: { ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...env },
+      env: { MALLOC_ARENA_MAX: '2', ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = createWriteStream(logFile, { flags: 'a' });
