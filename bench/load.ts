@@ -10,8 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import { startRun } from '../client/runs';
 import type { TrainingRunInput } from '../lib/pipeline/input';
-import { WORKFLOW_TYPE } from '../lib/pipeline/names';
 import { statusQuery } from '../workflows/messages';
 import { writeExampleDataset } from '../scripts/example-dataset';
 import { DevServerProcess, freePort, WorkerProcess } from '../scripts/processes';
@@ -84,11 +84,7 @@ async function main(): Promise<void> {
     await writeExampleDataset(probe, { count: 12, scale: 2 });
 
     const start = (id: string, dataset: string, extra: Partial<TrainingRunInput> = {}) =>
-      client.workflow.start(WORKFLOW_TYPE, {
-        taskQueue: TASK_QUEUE,
-        workflowId: id,
-        args: [{ runName: 'load', dataset, trainer: { kind: 'local' }, training: { epochs: 1, networkDim: 4, networkAlpha: 2 }, ...extra } satisfies TrainingRunInput],
-      });
+      startRun(client, { runName: 'load', dataset, trainer: { kind: 'local' }, training: { epochs: 1, networkDim: 4, networkAlpha: 2 }, ...extra }, { taskQueue: TASK_QUEUE, workflowId: id });
 
     /** From start to the end of preprocessing, by the server's own event times. */
     const preprocessLatency = async (id: string): Promise<number> => {

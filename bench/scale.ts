@@ -15,9 +15,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
-import { readRunSnapshot } from '../client/runs';
+import { readRunSnapshot, startRun } from '../client/runs';
 import { parseOrThrow, type TrainingRunInput } from '../lib/pipeline/input';
-import { WORKFLOW_TYPE } from '../lib/pipeline/names';
 import type { RunOutcome } from '../lib/pipeline/status';
 import { DevServerProcess, WorkerProcess } from '../scripts/processes';
 import { writeNoiseDataset } from './noise-dataset';
@@ -135,7 +134,7 @@ async function measure(client: Client, resources: Resources, tmp: string, images
       training: { epochs: 1 },
       pollInterval: '1s',
     };
-    const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: TASK_QUEUE, workflowId: `bench-scale-${images}-${Date.now()}`, args: [input] });
+    const handle = await startRun(client, input, { taskQueue: TASK_QUEUE, workflowId: `bench-scale-${images}-${Date.now()}` });
     const sampled = await waitForEnd(client, handle, worker.pid, images);
     const run = await memoryOf(worker.pid);
     const outcome = await handle.result();

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { Command, Option } from 'commander';
 import { BASE_MODEL_FAMILIES, REVIEW_POLICIES, SAGEMAKER_INSTANCE_TYPES } from '../lib/pipeline/input';
-import { defaultWorkflowId, TASK_QUEUE, WORKFLOW_TYPE } from '../lib/pipeline/names';
+import { defaultWorkflowId, TASK_QUEUE } from '../lib/pipeline/names';
 import { STAGES, type Stage } from '../lib/pipeline/status';
 import { connectClient, temporalConfigFromEnv } from './connection';
 import { describeError, exitCodeOf } from './errors';
@@ -17,7 +17,7 @@ import { followOutputFor, followRun } from './follow';
 import { listRegistered, modelListLines, modelShowLines, openRegistryStore, readRegistered } from './models';
 import { listLines, statusLines, summaryLines, webUiUrl } from './render';
 import { addReviewCommands } from './review-commands';
-import { describeRun, listRuns, readRunSnapshot } from './runs';
+import { describeRun, listRuns, readRunSnapshot, startRun } from './runs';
 import { buildStartInput, localDatasetNote, readInputFile, type StartFlags } from './start-input';
 import { addConfigCommands, kohyaFlagOption } from './config-commands';
 import { assertKohyaOptionsUsable, kohyaOptionsFrom, withKohyaOverrides } from './kohya-config';
@@ -99,7 +99,7 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
       const config = temporalConfigFromEnv(process.env);
 
       await withClient(async (client) => {
-        const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: TASK_QUEUE, workflowId, args: [input] });
+        const handle = await startRun(client, input, { taskQueue: TASK_QUEUE, workflowId });
         const webUi = webUiUrl(config.webUi, client.options.namespace, workflowId);
         if (json) {
           printJson({ workflowId, runId: handle.firstExecutionRunId, webUi, input });

@@ -8,14 +8,22 @@ import {
   type WorkflowExecutionDescription,
   type WorkflowExecutionStatusName,
   type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import type { TypedSearchAttributes } from '@temporalio/common';
+import { runSummary } from '../lib/pipeline/details';
+import type { TrainingRunInput } from '../lib/pipeline/input';
 import { WORKFLOW_TYPE } from '../lib/pipeline/names';
 import { STAGES, TERMINAL_STAGES, type RunStatus, type Stage } from '../lib/pipeline/status';
 import { statusQuery } from '../workflows/messages';
 import { LORA_BASE_MODEL, LORA_RUN_NAME, LORA_STAGE } from '../workflows/search-attributes';
 import { describeError } from './errors';
 import { pendingActivitiesOf, type PendingActivity } from './heartbeat';
+
+/** Starts a run. Every starter (CLI, demo, benchmarks, tests) comes here, so each run carries its Web UI summary. */
+export function startRun(client: Client, input: TrainingRunInput, options: { taskQueue: string; workflowId: string }): Promise<WorkflowHandleWithFirstExecutionRunId> {
+  return client.workflow.start(WORKFLOW_TYPE, { ...options, args: [input], staticSummary: runSummary(input) });
+}
 
 /** A query goes through a worker; without one the server would hold it ~30 s before giving up. */
 const QUERY_DEADLINE_MS = 5_000;

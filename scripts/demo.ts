@@ -12,7 +12,8 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { awsClients, awsConfigFromEnv } from '../adapters/aws';
 import { PROJECT_ROOT } from '../adapters/project-paths';
 import type { TrainingRunInput } from '../lib/pipeline/input';
-import { defaultWorkflowId, WORKFLOW_TYPE } from '../lib/pipeline/names';
+import { startRun } from '../client/runs';
+import { defaultWorkflowId } from '../lib/pipeline/names';
 import type { RunOutcome } from '../lib/pipeline/status';
 import { workerEnv } from '../worker/config';
 import { createDeps, createLoraWorker } from '../worker/create';
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
   };
   const workflowId = defaultWorkflowId(input.runName, new Date());
   const outcome = await worker.runUntil(async () => {
-    const handle = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: DEMO_TASK_QUEUE, workflowId, args: [input] });
+    const handle = await startRun(client, input, { taskQueue: DEMO_TASK_QUEUE, workflowId });
     console.log(`demo: run ${workflowId} started`);
     console.log(`demo: watch it at ${WEB_UI}/namespaces/default/workflows/${workflowId}`);
     let lastStage = '';

@@ -4,12 +4,14 @@
  */
 import {
   ActivityCancellationType,
+  type ActivityOptions,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
   log,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -17,6 +19,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { captionRulesFor } from '../lib/captions/options';
+import { runDetails } from '../lib/pipeline/details';
 import { durationMs } from '../lib/pipeline/duration';
 import { conceptOf, formatZodError, TrainingRun, TrainingRunInput } from '../lib/pipeline/input';
 import { trainingPollQueue } from '../lib/pipeline/names';
@@ -31,49 +34,54 @@ import { LORA_BASE_MODEL, LORA_RUN_NAME, LORA_STAGE } from './search-attributes'
 const retry = { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1m' } as const;
 
 // Heartbeat timeouts decide how soon a crashed worker's activity is retried elsewhere.
-const { planPreprocess, preprocessBatch, finishPreprocess, checkCaptions } = proxyActivities<Activities>({
+const PREPROCESS: ActivityOptions = {
   startToCloseTimeout: '2h',
   heartbeatTimeout: '30s',
   retry: { ...retry, maximumAttempts: 5 },
-});
+};
 /** Preprocessing batches in flight at once: spread over the workers that poll the task queue. */
 const PREPROCESS_PARALLEL_BATCHES = 4;
-const { uploadDataset } = proxyActivities<Activities>({
+const UPLOAD: ActivityOptions = {
   startToCloseTimeout: '6h',
   heartbeatTimeout: '30s',
   retry: { ...retry, maximumAttempts: 20 },
-});
+};
 // A cancelled launch is waited for, so that cleanup stops the job only after it can exist.
-const { launchTraining } = proxyActivities<Activities>({
+const LAUNCH: ActivityOptions = {
   startToCloseTimeout: '5m',
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: { ...retry, maximumAttempts: 20 },
-});
+};
 // Stopping waits (heartbeating) until the backend confirms Stopping or Stopped.
-const { stopTraining } = proxyActivities<Activities>({
+const STOP: ActivityOptions = {
   startToCloseTimeout: '10m',
   heartbeatTimeout: '1m',
   retry: { ...retry, maximumAttempts: 20 },
-});
-const { registerLora } = proxyActivities<Activities>({
+};
+const REGISTER: ActivityOptions = {
   startToCloseTimeout: '1h',
   heartbeatTimeout: '1m',
   retry: { ...retry, maximumAttempts: 10 },
-});
-
-/** A job stopped by someone other than this run ends the run as cancelled. */
-const TRAINING_STOPPED = 'TrainingStopped';
+};
 
 /** Polling outlives any worker: a missed heartbeat restarts it elsewhere, resuming from its details. */
-function pollActivity(run: TrainingRun) {
+function pollOptions(run: TrainingRun): ActivityOptions {
   const interval = durationMs(run.pollInterval);
-  return proxyActivities<Activities>({
+  return {
     taskQueue: trainingPollQueue(workflowInfo().taskQueue),
     startToCloseTimeout: '30d',
     heartbeatTimeout: Math.max(3 * interval, 10_000),
     retry: { ...retry, maximumInterval: '30s' },
-  }).pollTraining;
+  };
 }
+
+/** One activity call with a one-line summary of what it does, shown in the Web UI's history and timeline. */
+function activity<Name extends keyof Activities>(name: Name, options: ActivityOptions, summary: string): Activities[Name] {
+  return proxyActivities<Activities>({ ...options, summary })[name];
+}
+
+/** A job stopped by someone other than this run ends the run as cancelled. */
+const TRAINING_STOPPED = 'TrainingStopped';
 
 export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<RunOutcome> {
   const parsed = TrainingRunInput.safeParse(rawInput);
@@ -82,10 +90,16 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
   const runId = workflowInfo().workflowId;
 
   const status: RunStatus = { runName: run.runName, stage: 'preprocessing', baseModel: run.baseModel.family };
+  /** Every change to the status goes through here, so the Web UI's current details never lag. */
+  const update = (change: Partial<RunStatus>): void => {
+    Object.assign(status, change);
+    setCurrentDetails(runDetails(status));
+  };
   const setStage = (stage: Stage): void => {
-    status.stage = stage;
+    update({ stage });
     upsertSearchAttributes([{ key: LORA_STAGE, value: stage }]);
   };
+  update({});
   upsertSearchAttributes([
     { key: LORA_STAGE, value: status.stage },
     { key: LORA_BASE_MODEL, value: run.baseModel.family },
@@ -104,13 +118,13 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
   /** Stops the run's training job, if one may have started, and records what the backend confirmed. */
   const stopJob = async (): Promise<void> => {
     if (!job) return;
-    const stopped = await stopTraining({ job, pollInterval: run.pollInterval });
-    if (stopped) status.training = { status: stopped.status, secondaryStatus: stopped.secondaryStatus };
+    const stopped = await activity('stopTraining', STOP, `Stop training job ${job.jobName}`)({ job, pollInterval: run.pollInterval });
+    if (stopped) update({ training: { status: stopped.status, secondaryStatus: stopped.secondaryStatus } });
   };
   try {
     // 1. Preprocess: plan the dataset, process it in batches side by side (each its own activity,
     //    so several workers share a large dataset), then merge them into the manifest.
-    const plan = await planPreprocess({
+    const plan = await activity('planPreprocess', PREPROCESS, `Plan preprocessing of ${run.dataset}`)({
       runId,
       dataset: run.dataset,
       family: run.baseModel.family,
@@ -118,15 +132,17 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
       concept: conceptOf(run),
       options: run.preprocess,
     });
-    status.images = { found: plan.total, kept: 0, skipped: plan.skipped };
+    update({ images: { found: plan.total, kept: 0, skipped: plan.skipped } });
     let nextBatch = 0;
     let batchFailed = false;
     const batchLane = async (): Promise<void> => {
       while (!batchFailed && nextBatch < plan.batches) {
+        const batch = nextBatch++;
         try {
-          const done = await preprocessBatch({ planKey: plan.planKey, batch: nextBatch++ });
+          const preprocessBatch = activity('preprocessBatch', PREPROCESS, `Preprocess image batch ${batch + 1} of ${plan.batches}`);
+          const done = await preprocessBatch({ planKey: plan.planKey, batch });
           const images = status.images ?? { found: plan.total, kept: 0, skipped: 0 };
-          status.images = { ...images, kept: images.kept + done.kept, skipped: images.skipped + done.skipped };
+          update({ images: { ...images, kept: images.kept + done.kept, skipped: images.skipped + done.skipped } });
         } catch (err) {
           batchFailed = true;
           throw err;
@@ -134,68 +150,77 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
       }
     };
     await Promise.all(Array.from({ length: Math.min(PREPROCESS_PARALLEL_BATCHES, plan.batches) }, batchLane));
+    const finishPreprocess = activity('finishPreprocess', PREPROCESS, `Merge ${plan.batches} image batches into the dataset manifest`);
     const prepared = await finishPreprocess({ planKey: plan.planKey });
-    status.images = prepared.counts;
+    update({ images: prepared.counts });
 
     // 2. Caption checks.
     setStage('checking_captions');
     const checkInput = { runId, manifestKey: prepared.manifestKey, rules: captionRulesFor(run) };
-    const report = await checkCaptions(checkInput);
-    status.captions = { ...report.counts, reportKey: report.reportKey };
+    const report = await activity('checkCaptions', PREPROCESS, `Check the captions of ${prepared.counts.kept} images`)(checkInput);
+    update({ captions: { ...report.counts, reportKey: report.reportKey } });
 
     // 3. Human review, when the checks found errors or the run asks for it.
     if (run.review.policy === 'always' || report.counts.error > 0) {
       setStage('awaiting_review');
-      status.review = await review.decide({
+      const decision = await review.decide({
         runId,
         manifestKey: prepared.manifestKey,
         report,
         timeout: run.review.timeout,
         recheck: async () => {
-          const rechecked = await checkCaptions(checkInput);
-          status.captions = { ...rechecked.counts, reportKey: rechecked.reportKey };
+          const rechecked = await activity('checkCaptions', PREPROCESS, 'Check the captions again after review edits')(checkInput);
+          update({ captions: { ...rechecked.counts, reportKey: rechecked.reportKey } });
           return rechecked;
         },
       });
-      upsertMemo({ review: status.review });
-      const ended = stageAfterReview(status.review.decision);
+      update({ review: decision });
+      upsertMemo({ review: decision });
+      const ended = stageAfterReview(decision.decision);
       if (ended) {
         setStage(ended);
         return outcome();
       }
     } else {
-      status.review = review.skip();
+      update({ review: review.skip() });
     }
 
     // 4. Upload the processed dataset to the run's store (idempotent by content hash).
     setStage('uploading');
-    status.dataset = await uploadDataset({ runId, runName: run.runName, manifestKey: prepared.manifestKey, store: run.store });
+    const uploadDataset = activity('uploadDataset', UPLOAD, `Upload the dataset to ${run.store ?? "the worker's store"}`);
+    const dataset = await uploadDataset({ runId, runName: run.runName, manifestKey: prepared.manifestKey, store: run.store });
+    update({ dataset });
 
     // 5. Launch: the job name is derived from the run, so a retried launch adopts its own job. It is
     // known before the launch returns, so a run cancelled mid-launch still stops what started.
     setStage('launching');
     job = { backend: run.trainer.kind, jobName: trainingJobName(run.runName, runId) };
-    const launched = await launchTraining({ run, runId, jobName: job.jobName, datasetUri: status.dataset.uri });
-    status.job = { backend: launched.backend, jobName: launched.jobName };
+    const launchTraining = activity('launchTraining', LAUNCH, `Launch training job ${job.jobName} on ${job.backend}`);
+    const launched = await launchTraining({ run, runId, jobName: job.jobName, datasetUri: dataset.uri });
+    const trainingJob: TrainingJobRef = { backend: launched.backend, jobName: launched.jobName };
+    update({ job: trainingJob });
 
     // 6. Watch the job until it ends.
     setStage('training');
-    const trained = await pollActivity(run)({ job: status.job, pollInterval: run.pollInterval });
-    status.training = { status: trained.status, secondaryStatus: trained.secondaryStatus, warnings: trained.warnings };
+    const pollTraining = activity('pollTraining', pollOptions(run), `Watch training job ${trainingJob.jobName} every ${run.pollInterval}`);
+    const trained = await pollTraining({ job: trainingJob, pollInterval: run.pollInterval });
+    update({ training: { status: trained.status, secondaryStatus: trained.secondaryStatus, warnings: trained.warnings } });
     if (trained.status === 'Stopped') {
-      throw ApplicationFailure.nonRetryable(`training job ${status.job.jobName} was stopped outside this run`, TRAINING_STOPPED);
+      throw ApplicationFailure.nonRetryable(`training job ${trainingJob.jobName} was stopped outside this run`, TRAINING_STOPPED);
     }
 
     // 7. Verify and register the LoRA.
     setStage('registering');
-    status.lora = await registerLora({
+    const registerLora = activity('registerLora', REGISTER, `Verify the trained LoRA and register it as ${run.runName}`);
+    const lora = await registerLora({
       run,
       runId,
-      job: status.job,
+      job: trainingJob,
       artifactUri: trained.artifactUri ?? '',
-      datasetManifestSha256: status.dataset.manifestSha256,
+      datasetManifestSha256: dataset.manifestSha256,
       progress: trained.progress,
     });
+    update({ lora });
     setStage('completed');
     return outcome();
   } catch (err) {
@@ -206,7 +231,7 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
         setStage('cancelled');
       });
     } else {
-      status.error = failureMessage(err);
+      update({ error: failureMessage(err) });
       // A job stopped outside this run (the SageMaker console, another tool) cancels the run.
       const cause = innermostCause(err);
       setStage(cause instanceof ApplicationFailure && cause.type === TRAINING_STOPPED ? 'cancelled' : 'failed');

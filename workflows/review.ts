@@ -33,11 +33,13 @@ import { approveSignal, approveUpdate, editCaptionsUpdate, rejectSignal, rejectU
 const { applyCaptionEdits } = proxyActivities<Activities>({
   startToCloseTimeout: '2m',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
+  summary: "Apply a reviewer's caption edits",
 });
 // Where the contact sheet is: a convenience, so the review opens without it when the lookup fails.
 const { locateReviewFiles } = proxyActivities<Activities>({
   startToCloseTimeout: '1m',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
+  summary: 'Locate the contact sheets and caption report for review',
 });
 
 export interface ReviewOpening {

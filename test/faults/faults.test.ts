@@ -11,11 +11,10 @@ import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand } from '@aw
 import { ListTrainingJobsCommand } from '@aws-sdk/client-sagemaker';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import * as tar from 'tar';
-import { readRunSnapshot, type RunSnapshot } from '../../client/runs';
+import { readRunSnapshot, startRun, type RunSnapshot } from '../../client/runs';
 import { trainingJobName } from '../../lib/job-name';
 import { buildLora } from '../../lib/lora/build';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
-import { WORKFLOW_TYPE } from '../../lib/pipeline/names';
 import type { RunOutcome, Stage } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
 import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
@@ -77,8 +76,8 @@ function startWorker(name: string, env: Record<string, string> = {}): WorkerProc
   return worker;
 }
 
-async function startRun(workflowId: string, input: TrainingRunInput) {
-  return client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'faults', workflowId, args: [input] });
+async function startFaultRun(workflowId: string, input: TrainingRunInput) {
+  return startRun(client, input, { taskQueue: 'faults', workflowId });
 }
 
 /** Waits until the run is in `stage` and `ready` holds for its snapshot (e.g. some progress made). */
@@ -139,7 +138,7 @@ test('kill -9 during preprocessing and during polling: a new worker finishes wit
   // Slow dry-run steps keep the job running while its poller is killed.
   const trainerEnv = { DRY_RUN_STEP_MS: '300' };
   const first = startWorker('local-1', trainerEnv);
-  const handle = await startRun(workflowId, localRun('killed', bigDataset));
+  const handle = await startFaultRun(workflowId, localRun('killed', bigDataset));
 
   const atPreprocess = await waitUntil(workflowId, 'preprocessing', (s) => s.activities.some((a) => a.type === 'preprocessBatch'));
   const batches = atPreprocess.activities.filter((a) => a.type === 'preprocessBatch').length;
@@ -174,7 +173,7 @@ test('kill -9 during upload and during registration (S3 + SageMaker): one job, c
   // Slow S3 (only upload and registration talk to it) so the upload is surely in flight when killed.
   proxy.plan.latencyMs = 1000;
   const first = startWorker('s3-1');
-  const handle = await startRun(workflowId, input);
+  const handle = await startFaultRun(workflowId, input);
   await waitUntil(workflowId, 'uploading', (s) => s.activities.some((a) => a.type === 'uploadDataset'), 180_000);
   fault(`kill -9 worker ${first.pid} during upload (S3 answering after 1 s)`);
   await first.kill9();
@@ -207,7 +206,7 @@ test('restarting the dev server mid-run: the run resumes and completes', async (
   const dataset = path.join(tmp, 'small');
   await writeExampleDataset(dataset, { count: 3 });
   startWorker('restart', { DRY_RUN_STEP_MS: '300' });
-  const handle = await startRun(workflowId, localRun('restarted', dataset));
+  const handle = await startFaultRun(workflowId, localRun('restarted', dataset));
   await waitUntil(workflowId, 'training');
   fault('stop the Temporal dev server while the run trains, then start it again on the same db');
   await server.stop();
@@ -225,7 +224,7 @@ test('S3 answering 503 SlowDown to 30% of requests: the run completes', async ()
   const input = await sageMakerRun('throttled', workflowId, dataset);
   proxy.plan.slowDownShare = 0.3;
   startWorker('slowdown');
-  const outcome: RunOutcome = await (await startRun(workflowId, input)).result();
+  const outcome: RunOutcome = await (await startFaultRun(workflowId, input)).result();
   fault(`S3 answered ${proxy.injected.slowDown} requests with 503 SlowDown`);
   expect(proxy.injected.slowDown).toBeGreaterThan(0);
   expect(outcome.stage).toBe('completed');
@@ -239,7 +238,7 @@ test('S3 AccessDenied: the run fails after one attempt with a clear message', as
   await writeExampleDataset(dataset, { count: 2 });
   proxy.plan.denyAll = true;
   startWorker('denied');
-  const handle = await startRun(workflowId, { ...localRun('denied', dataset), store: `s3://${BUCKET}/denied` });
+  const handle = await startFaultRun(workflowId, { ...localRun('denied', dataset), store: `s3://${BUCKET}/denied` });
   const failure = await handle.result().catch((err: unknown) => err);
   fault(`S3 denied ${proxy.injected.accessDenied} requests with 403 AccessDenied`);
   expect(failure).toBeInstanceOf(WorkflowFailedError);

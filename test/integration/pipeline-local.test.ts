@@ -9,9 +9,10 @@ import { pathToFileURL } from 'node:url';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { CancelledFailure } from '@temporalio/common';
+import { CancelledFailure, defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { verifyLora } from '../../lib/lora/verify';
+import { startRun } from '../../client/runs';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { RunOutcome, Stage } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
@@ -65,7 +66,7 @@ function input(runName: string, dataset: string, extra: Partial<TrainingRunInput
 }
 
 async function start(runName: string, runInput: TrainingRunInput, taskQueue = TASK_QUEUE): Promise<WorkflowHandle> {
-  return env.client.workflow.start('loraTrainingWorkflow', { taskQueue, workflowId: `${runName}-${Date.now()}`, args: [runInput] });
+  return startRun(env.client, runInput, { taskQueue, workflowId: `${runName}-${Date.now()}` });
 }
 
 async function waitForStage(handle: WorkflowHandle, stage: Stage, timeoutMs = 60_000): Promise<void> {
@@ -76,6 +77,20 @@ async function waitForStage(handle: WorkflowHandle, stage: Stage, timeoutMs = 60
     if (Date.now() > deadline) throw new Error(`run stayed in stage ${status.stage}, expected ${stage}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+}
+
+/** The workflow's current details, as the Web UI reads them (the SDK's built-in metadata query). */
+async function currentDetails(handle: WorkflowHandle): Promise<string | undefined> {
+  const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+  return metadata.currentDetails;
+}
+
+/** The one-line summary of each scheduled activity, in history order. */
+async function activitySummaries(handle: WorkflowHandle): Promise<string[]> {
+  const { events } = await handle.fetchHistory();
+  return (events ?? [])
+    .filter((event) => event.activityTaskScheduledEventAttributes)
+    .map((event) => defaultPayloadConverter.fromPayload<string>(event.userMetadata?.summary ?? {}));
 }
 
 test('a run with a caption error waits for review, is approved, trains (dry run) and registers a valid LoRA', async () => {
@@ -89,6 +104,9 @@ test('a run with a caption error waits for review, is approved, trains (dry run)
   expect(waiting.captions?.error).toBe(1);
   const described = await handle.describe();
   expect(described.typedSearchAttributes.get(LORA_STAGE)).toBe('awaiting_review');
+  // The Web UI's view: the summary given at start and the details the workflow keeps current.
+  expect(await described.staticSummary()).toBe(`LoRA "approve" · sd15 · local trainer (dry run) · from ${dataset}`);
+  expect(await currentDetails(handle)).toBe('**Stage:** awaiting review  \n**Images:** 4 kept, 0 skipped of 4 found  \n**Captions:** 1 error, 0 warnings, 0 info');
 
   // The caption error remains, so the approval must be forced (an approve signal without force is ignored).
   await handle.signal(approveSignal, { reviewer: 'ada', comment: 'the uncaptioned one is fine', force: true });
@@ -111,6 +129,23 @@ test('a run with a caption error waits for review, is approved, trains (dry run)
   expect(folder.filter((f) => f.endsWith('.png'))).toHaveLength(4);
   expect(folder.filter((f) => f.endsWith('.txt'))).toHaveLength(3);
   expect((await handle.describe()).typedSearchAttributes.get(LORA_STAGE)).toBe('completed');
+  const details = await currentDetails(handle);
+  expect(details).toMatch(/^\*\*Stage:\*\* completed {2}\n/);
+  expect(details).toContain('**Review:** approved by ada despite caption errors: "the uncaptioned one is fine"');
+  expect(details).toContain(`**Training job:** ${outcome.job?.jobName} on local · Completed`);
+  expect(details).toContain(`**LoRA:** approve at ${outcome.lora?.uri}`);
+  // Each activity in the history says in one line what it did.
+  expect(await activitySummaries(handle)).toEqual([
+    `Plan preprocessing of ${dataset}`,
+    'Preprocess image batch 1 of 1',
+    'Merge 1 image batches into the dataset manifest',
+    'Check the captions of 4 images',
+    'Locate the contact sheets and caption report for review',
+    "Upload the dataset to the worker's store",
+    `Launch training job ${outcome.job?.jobName} on local`,
+    `Watch training job ${outcome.job?.jobName} every 200ms`,
+    'Verify the trained LoRA and register it as approve',
+  ]);
 });
 
 test('a rejected run uploads nothing and launches nothing', async () => {

@@ -14,6 +14,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import * as tar from 'tar';
 import { trainingJobName } from '../../lib/job-name';
 import { buildLora } from '../../lib/lora/build';
+import { startRun } from '../../client/runs';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { RunOutcome } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
@@ -94,7 +95,7 @@ test('S3 store + SageMaker trainer: upload, one training job, LoRA registered in
     new PutObjectCommand({ Bucket: BUCKET, Key: `lora/training/${jobName}/output/model.tar.gz`, Body: await fs.readFile(tarball) }),
   );
 
-  const handle = await env.client.workflow.start('loraTrainingWorkflow', { taskQueue: TASK_QUEUE, workflowId, args: [input] });
+  const handle = await startRun(env.client, input, { taskQueue: TASK_QUEUE, workflowId });
   const outcome: RunOutcome = await handle.result();
   await recordHistory(handle, 's3-sagemaker-completed', env.address);
 

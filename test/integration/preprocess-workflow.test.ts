@@ -9,6 +9,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import sharp from 'sharp';
 import { FileStore } from '../../adapters/store/file';
 import { DatasetManifest } from '../../lib/pipeline/manifest';
+import { startRun } from '../../client/runs';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import { createLoraWorker, type LoraWorker } from '../../worker/create';
 import { statusQuery } from '../../workflows/messages';
@@ -62,7 +63,7 @@ test('the workflow fans preprocessing out in batches and keeps only keys and cou
     review: { policy: 'always' },
     preprocess: { strategy: 'bucket', batchSize: 2 },
   };
-  const handle = await env.client.workflow.start('loraTrainingWorkflow', { taskQueue: TASK_QUEUE, workflowId: `fan-out-${Date.now()}`, args: [input] });
+  const handle = await startRun(env.client, input, { taskQueue: TASK_QUEUE, workflowId: `fan-out-${Date.now()}` });
   try {
     let status = await handle.query(statusQuery);
     for (const deadline = Date.now() + 60_000; status.stage === 'preprocessing' && Date.now() < deadline; status = await handle.query(statusQuery)) {

@@ -14,6 +14,7 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Trainer, TrainingJobSpec } from '../../adapters/trainer/types';
+import { startRun } from '../../client/runs';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { Stage, TrainingJobRef, TrainingState } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
@@ -78,7 +79,7 @@ async function withWorker(name: string, trainer: ScriptedTrainer, body: (handle:
   const worker = await createLoraWorker({ connection: env.nativeConnection, taskQueue, deps });
   const input: TrainingRunInput = { runName: name, dataset, trainer: { kind: 'local' }, pollInterval: '100ms' };
   await worker.runUntil(async () => {
-    const handle = await env.client.workflow.start('loraTrainingWorkflow', { taskQueue, workflowId: `${name}-${Date.now()}`, args: [input] });
+    const handle = await startRun(env.client, input, { taskQueue, workflowId: `${name}-${Date.now()}` });
     await body(handle);
   });
 }

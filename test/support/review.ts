@@ -7,6 +7,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { startRun } from '../../client/runs';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { ReviewState } from '../../lib/pipeline/review';
 import { TERMINAL_STAGES, type RunStatus } from '../../lib/pipeline/status';
@@ -55,7 +56,7 @@ export async function startReviewRig(env: TestWorkflowEnvironment, taskQueue: st
         pollInterval: '200ms',
         ...extra,
       };
-      return env.client.workflow.start('loraTrainingWorkflow', { taskQueue, workflowId: `${name}-${Date.now()}`, args: [input] });
+      return startRun(env.client, input, { taskQueue, workflowId: `${name}-${Date.now()}` });
     },
     async stop() {
       worker.shutdown();
