@@ -15,9 +15,12 @@ import type { TrainingRunInput } from '../lib/pipeline/input';
 import { statusQuery } from '../workflows/messages';
 import { writeExampleDataset } from '../scripts/example-dataset';
 import { DevServerProcess, freePort, WorkerProcess } from '../scripts/processes';
+import { allocatorOf } from '../worker/allocator';
 
 const RUNS = Number(process.env.BENCH_LOAD_RUNS ?? 200);
 const WINDOW_MS = Number(process.env.BENCH_LOAD_WINDOW_MS ?? 30_000);
+/** After the last run parks: the allocator hands back what the burst of preprocessing freed. */
+const SETTLE_MS = Number(process.env.BENCH_LOAD_SETTLE_MS ?? 20_000);
 const TASK_QUEUE = 'bench-load';
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
@@ -33,8 +36,8 @@ async function rssMb(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
 }
 
-/** CPU share of one core and mean RSS over a window. */
-async function measure(pid: number, windowMs: number): Promise<{ cpuShare: number; rss: number }> {
+/** CPU share of one core, mean and highest RSS over a window. */
+async function measure(pid: number, windowMs: number): Promise<{ cpuShare: number; rss: number; peakRss: number }> {
   const cpu0 = await cpuSeconds(pid);
   const t0 = Date.now();
   const samples: number[] = [];
@@ -43,7 +46,7 @@ async function measure(pid: number, windowMs: number): Promise<{ cpuShare: numbe
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   const cpuShare = (await cpuSeconds(pid)) - cpu0;
-  return { cpuShare: cpuShare / ((Date.now() - t0) / 1000), rss: samples.reduce((a, b) => a + b, 0) / samples.length };
+  return { cpuShare: cpuShare / ((Date.now() - t0) / 1000), rss: samples.reduce((a, b) => a + b, 0) / samples.length, peakRss: Math.max(...samples) };
 }
 
 async function slotsUsed(metricsUrl: string): Promise<Record<string, number>> {
@@ -69,8 +72,6 @@ async function main(): Promise<void> {
       LORA_JOBS_DIR: path.join(tmp, 'jobs'),
       LORA_METRICS_ADDRESS: metricsAddress,
       LORA_LOG_LEVEL: 'WARN',
-      // As in the worker image: libvips' threads would otherwise each keep a glibc malloc arena.
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
     },
     path.join(tmp, 'worker.log'),
     'bench/load-worker',
@@ -106,12 +107,15 @@ async function main(): Promise<void> {
     console.log(`starting ${RUNS} runs that park in training (fake trainer, poll every 30 s) …`);
     const t0 = Date.now();
     await Promise.all(Array.from({ length: RUNS }, (_, i) => start(`parked-${i}`, tiny)));
+    let parkingPeakRss = 0;
     for (;;) {
+      parkingPeakRss = Math.max(parkingPeakRss, await rssMb(worker.pid));
       const parked = await client.workflow.count(`TaskQueue = "${TASK_QUEUE}" AND LoraStage = "training" AND ExecutionStatus = "Running"`);
       if (parked.count >= RUNS) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
-    console.log(`${RUNS} runs parked in training after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(`${RUNS} runs parked in training after ${((Date.now() - t0) / 1000).toFixed(0)} s; measuring after ${SETTLE_MS / 1000} s to settle`);
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     const loaded = await measure(worker.pid, WINDOW_MS);
     const slots = await slotsUsed(`http://${metricsAddress}/metrics`);
     const loadedLatency = await preprocessLatency('probe-loaded');
@@ -121,7 +125,9 @@ async function main(): Promise<void> {
     console.log(`load benchmark: ${RUNS} runs parked in training, one worker process, ${os.cpus().length} cores`);
     console.log(`  worker CPU, idle            ${(idle.cpuShare * 100).toFixed(2)} % of one core`);
     console.log(`  worker CPU, ${RUNS} parked      ${(loaded.cpuShare * 100).toFixed(2)} % of one core   goal < 10 %   ${mark(loaded.cpuShare < 0.1)}`);
+    console.log(`  worker memory allocator     ${await allocatorOf(worker.pid)} (LORA_ALLOCATOR=glibc to compare)`);
     console.log(`  worker RSS, idle            ${idle.rss.toFixed(0)} MB`);
+    console.log(`  worker RSS, highest while the runs preprocessed and parked   ${parkingPeakRss.toFixed(0)} MB`);
     console.log(`  worker RSS, ${RUNS} parked      ${loaded.rss.toFixed(0)} MB   (${(loaded.rss / idle.rss).toFixed(2)}× idle)   goal < 300 MB   ${mark(loaded.rss < 300)}`);
     console.log(`  activity slots in use       ${Object.entries(slots).map(([queue, n]) => `${queue}: ${n}`).join(', ')}`);
     console.log(`  preprocessing latency, idle    ${(idleLatency / 1000).toFixed(2)} s`);

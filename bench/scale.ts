@@ -20,6 +20,7 @@ import { parseOrThrow, type TrainingRunInput } from '../lib/pipeline/input';
 import type { RunOutcome } from '../lib/pipeline/status';
 import { DevServerProcess, WorkerProcess } from '../scripts/processes';
 import { writeNoiseDataset } from './noise-dataset';
+import { allocatorOf } from '../worker/allocator';
 
 const TASK_QUEUE = 'bench-scale';
 const TRIGGER_WORD = 'scaletest';
@@ -86,7 +87,7 @@ async function benchmark(flags: z.infer<typeof Flags>, tmp: string, resources: R
   const cpus = os.cpus();
   console.log(`scale benchmark: ${flags.baseline} then ${flags.images} distinct 640×480 JPEGs with captions`);
   console.log(`machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GB, node ${process.version}`);
-  console.log(`worker: MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2 (as npm run worker sets it)'}\n`);
+  console.log('');
   resources.server = await DevServerProcess.start(tmp);
   resources.connection = await Connection.connect({ address: resources.server.address });
   const client = new Client({ connection: resources.connection });
@@ -120,6 +121,7 @@ async function measure(client: Client, resources: Resources, tmp: string, images
   resources.worker = worker;
   try {
     await waitForWorker(worker, logFile);
+    console.log(`[${images}] worker memory allocator: ${await allocatorOf(worker.pid)} (LORA_ALLOCATOR=glibc to compare)`);
     const startup = await memoryOf(worker.pid);
     // Startup (bundling the workflow code) has a peak of its own: reset the high-water mark so the
     // run's own peak is measured too (clear_refs "5", Linux ≥ 4.0).
@@ -171,7 +173,7 @@ async function waitForWorker(worker: WorkerProcess, logFile: string): Promise<vo
   for (;;) {
     const log = await fs.readFile(logFile, 'utf8').catch(() => '');
     if (log.includes('worker: polling task queue')) return;
-    if (!(await isAlive(worker.pid))) throw new Error(`the worker exited during start-up:\n${log}`);
+    if (!worker.running) throw new Error(`the worker exited during start-up:\n${log}`);
     if (Date.now() > deadline) throw new Error(`the worker did not start polling within 120 s:\n${log}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -226,13 +228,6 @@ async function memoryOf(pid: number): Promise<{ rssMb: number; peakMb: number }>
   const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
   const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rssMb: kB('VmRSS') / 1024, peakMb: kB('VmHWM') / 1024 };
-}
-
-async function isAlive(pid: number): Promise<boolean> {
-  return fs.access(`/proc/${pid}`).then(
-    () => true,
-    () => false,
-  );
 }
 
 async function folderBytes(dir: string): Promise<number> {

@@ -6,7 +6,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { compiledScript } from '../adapters/project-paths';
+import { compiledScript, PROJECT_ROOT } from '../adapters/project-paths';
 import { temporalIsUp } from './dev-server';
 import { installedTools } from './tools';
 import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
@@ -72,16 +72,20 @@ export class DevServerProcess {
   }
 }
 
+/** Starts a command with jemalloc when the system has it (see the script). */
+const WITH_ALLOCATOR = path.join(PROJECT_ROOT, 'scripts', 'with-allocator.sh');
+
 export class WorkerProcess {
   private readonly child: ChildProcess;
   private readonly exit: Promise<void>;
 
   /** `script` is a compiled entry point; the load benchmark runs the worker with a fake trainer. */
   constructor(env: Record<string, string>, logFile: string, script = 'worker/main') {
-    // AWS credentials are dummies for moto; the rest of the environment is inherited. Malloc arenas
-    // are capped unless set otherwise, as `npm run worker` and the worker image do.
-    this.child = spawn(process.execPath, [compiledScript(script)], {
-      env: { MALLOC_ARENA_MAX: '2', ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...env },
+    // AWS credentials are dummies for moto; the rest of the environment is inherited. The memory
+    // allocator is chosen as for `npm run worker` and the worker image; the shell execs node, so
+    // the pid is the worker's.
+    this.child = spawn('/bin/sh', [WITH_ALLOCATOR, process.execPath, compiledScript(script)], {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const log = createWriteStream(logFile, { flags: 'a' });
@@ -92,6 +96,10 @@ export class WorkerProcess {
 
   get pid(): number {
     return this.child.pid!;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   /** The crash under test: no shutdown, no heartbeat, no cleanup. */

@@ -6,6 +6,7 @@ import { DefaultLogger, NativeConnection, Runtime, type LogEntry } from '@tempor
 import { awsClients, awsConfigFromEnv } from '../adapters/aws';
 import type { Trainer } from '../adapters/trainer/types';
 import { temporalConfigFromEnv, tlsOf, unreachableMessage } from '../client/connection';
+import { allocatorOf } from './allocator';
 import { workerEnv, type WorkerEnv } from './config';
 import { capacityOf, createDeps, createLoraWorker } from './create';
 
@@ -28,6 +29,9 @@ export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend
   });
   console.log(`worker: polling task queue "${config.LORA_TASK_QUEUE}" on ${temporal.address} (namespace ${temporal.namespace})`);
   console.log(`worker: work store ${config.LORA_WORK_STORE}, default store ${config.LORA_STORE}, local jobs in ${config.LORA_JOBS_DIR}`);
+  if ((await allocatorOf()) === 'glibc') {
+    console.log('worker: glibc malloc keeps the memory preprocessing frees; install libjemalloc2 and start through scripts/with-allocator.sh (npm run worker does)');
+  }
   // Worker.run() returns after SIGINT/SIGTERM once in-flight tasks finished or were handed back.
   await worker.run();
   await connection.close();

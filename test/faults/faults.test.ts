@@ -49,6 +49,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(workers.map((w) => w.stop()));
   await connection?.close();
+  // Their keep-alive sockets would otherwise hold jest open after the last test.
+  aws?.s3.destroy();
+  aws?.sagemaker.destroy();
   await Promise.all([server?.stop(), proxy?.close(), moto?.stop()]);
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
