@@ -15,7 +15,8 @@ import { formatZodError } from '../lib/pipeline/input';
 import type { DatasetManifest } from '../lib/pipeline/manifest';
 import type { IssueCounts } from '../lib/pipeline/status';
 import type { ActivityDeps } from './deps';
-import { readManifest, sha256 } from './manifest';
+import { sha256Hex } from '../lib/hash';
+import { readManifest } from './manifest';
 
 export const CheckCaptionsInput = z
   .object({
@@ -95,7 +96,7 @@ export function makeCaptionActivities(deps: ActivityDeps) {
     if (invalidUtf8) return { file, caption: text, invalidUtf8 };
     const normalised = normaliseCaption(text);
     if (normalised !== text) {
-      await deps.workStore.put(captionKey, normalised, { contentType: 'text/plain; charset=utf-8', sha256: sha256(normalised) });
+      await deps.workStore.put(captionKey, normalised, { contentType: 'text/plain; charset=utf-8', sha256: sha256Hex(normalised) });
     }
     return { file, caption: text };
   }

@@ -1,10 +1,10 @@
 /** Reading and writing the dataset manifest in the work store, with failures that name the key. */
-import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ObjectStore } from '../adapters/store/types';
 import { ObjectNotFoundError } from '../adapters/store/types';
 import { formatZodError } from '../lib/pipeline/input';
 import { DatasetManifest } from '../lib/pipeline/manifest';
+import { sha256Hex } from '../lib/hash';
 
 /** A missing or malformed manifest is non-retryable: retrying reads the same bytes again. */
 export async function readManifest(store: ObjectStore, manifestKey: string): Promise<DatasetManifest> {
@@ -33,9 +33,6 @@ export async function readManifest(store: ObjectStore, manifestKey: string): Pro
 /** Same serialisation as preprocessing, so an unchanged manifest keeps its bytes and its hash. */
 export async function writeManifest(store: ObjectStore, manifestKey: string, manifest: DatasetManifest): Promise<void> {
   const text = `${JSON.stringify(manifest, null, 2)}\n`;
-  await store.put(manifestKey, text, { contentType: 'application/json', sha256: sha256(text) });
+  await store.put(manifestKey, text, { contentType: 'application/json', sha256: sha256Hex(text) });
 }
 
-export function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
-}

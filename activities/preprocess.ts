@@ -10,7 +10,6 @@
  * Per-file problems are reported, never thrown, unless the run is strict. History gets keys and
  * counts only.
  */
-import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -38,6 +37,7 @@ import type { ActivityDeps } from './deps';
 import { CONTENT_TYPES, renderImage, thumbnailOfOutput } from './preprocess-image';
 import { encodeThumbnailStrip, writeContactSheets, type SheetEntry } from './preprocess-sheet';
 import { openDataset } from './preprocess-source';
+import { sha256Hex, sha256HexOffThread } from '../lib/hash';
 
 export const PreprocessInput = z
   .object({
@@ -177,8 +177,8 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
     };
     const planKey = planKeyOf(input.runId);
     const text = JSON.stringify(plan);
-    await deps.workStore.put(planKey, text, { contentType: 'application/json', sha256: sha256(text) });
-    return { plan, planKey, planSha256: sha256(text) };
+    await deps.workStore.put(planKey, text, { contentType: 'application/json', sha256: sha256Hex(text) });
+    return { plan, planKey, planSha256: sha256Hex(text) };
   }
 
   async function readPlan(planKey: string): Promise<LoadedPlan> {
@@ -190,7 +190,7 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
       throw err;
     }
     const plan = parse(PreprocessPlanFile, JSON.parse(bytes.toString('utf8')), `preprocess plan ${planKey}`);
-    return { plan, planKey, planSha256: sha256(bytes) };
+    return { plan, planKey, planSha256: sha256Hex(bytes) };
   }
 
   /** A batch result of this plan, complete or a checkpoint; undefined when there is none yet. */
@@ -248,15 +248,16 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
         if ('reason' in read) return skip(`caption ${planned.caption}: ${read.reason}`);
         caption = read;
       }
-      const sourceSha256 = sha256(bytes);
+      // Hashed beside the decode: neither waits for the other.
+      const hashing = sha256HexOffThread(bytes);
       const earlier = reusable.get(planned.source);
-      if (earlier?.sourceSha256 === sourceSha256 && (await hashOf(earlier.output)) === earlier.outputSha256) {
+      if (earlier && earlier.sourceSha256 === (await hashing) && (await hashOf(earlier.output)) === earlier.outputSha256) {
         // A retry: this image was written by an earlier attempt from the same source.
         if (caption !== undefined) await write(planned.captionKey, caption, 'text/plain; charset=utf-8');
         const written = await deps.workStore.get(earlier.output);
         return { image: earlier, thumbnail: await decoding(() => thumbnailOfOutput(written)) };
       }
-      const rendered = await decoding(() => renderImage(bytes, { ...plan.options, buckets: plan.buckets }));
+      const [rendered, sourceSha256] = await Promise.all([decoding(() => renderImage(bytes, { ...plan.options, buckets: plan.buckets })), hashing]);
       if ('reason' in rendered) return skip(rendered.reason);
       const outputSha256 = await write(planned.output, rendered.data, CONTENT_TYPES[plan.options.format]);
       if (caption !== undefined) await write(planned.captionKey, caption, 'text/plain; charset=utf-8');
@@ -324,9 +325,9 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
   async function putUnlessSame(key: string, bytes: Buffer, contentType: string, checkFirst: boolean): Promise<string> {
     if (!checkFirst) {
       // Stores hash what they write anyway: no need to hash it twice.
-      return (await deps.workStore.put(key, bytes, { contentType })).sha256 ?? sha256(bytes);
+      return (await deps.workStore.put(key, bytes, { contentType })).sha256 ?? sha256Hex(bytes);
     }
-    const hash = sha256(bytes);
+    const hash = sha256Hex(bytes);
     if ((await hashOf(key)) !== hash) await deps.workStore.put(key, bytes, { contentType, sha256: hash });
     return hash;
   }
@@ -386,7 +387,7 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
     const manifestKey = manifestKeyOf(plan.runId);
     // Parsed before writing: checks what readers will get, in the key order they write it back in.
     const text = `${JSON.stringify(DatasetManifest.parse(manifest), null, 2)}\n`;
-    await deps.workStore.put(manifestKey, text, { contentType: 'application/json', sha256: sha256(text) });
+    await deps.workStore.put(manifestKey, text, { contentType: 'application/json', sha256: sha256Hex(text) });
 
     if (plan.options.strict && duplicates.exact.size > 0) {
       const [index] = duplicates.exact.keys();
@@ -436,6 +437,3 @@ function noUsableImages(manifest: DatasetManifest, manifestKey: string): Applica
   );
 }
 
-function sha256(bytes: Buffer | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}

@@ -9,7 +9,6 @@
  * `model.tar.gz` is streamed from the store through gunzip and tar, and only the final file is
  * written to a temp directory. The training output itself is never modified or deleted.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,6 +35,7 @@ import type { TrainingRun } from '../lib/pipeline/input';
 import type { RegisteredLora, TrainingJobRef, TrainingProgress } from '../lib/pipeline/status';
 import type { ActivityDeps } from './deps';
 import { withClassifiedErrors } from './errors';
+import { sha256Hex } from '../lib/hash';
 
 export interface RegisterInput {
   run: TrainingRun;
@@ -72,7 +72,7 @@ export function makeRegisterActivities(deps: ActivityDeps) {
             'InvalidLora',
           );
         });
-        const sha256 = createHash('sha256').update(bytes).digest('hex');
+        const sha256 = sha256Hex(bytes);
         const store = deps.openStore(run.store);
         const name = await publish(store, run.runName, bytes, sha256);
 

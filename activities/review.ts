@@ -8,7 +8,8 @@ import { captionNameFor } from '../lib/kohya/layout';
 import { formatZodError } from '../lib/pipeline/input';
 import { CaptionEdits, datasetNameOf } from '../lib/pipeline/review';
 import type { ActivityDeps } from './deps';
-import { readManifest, sha256, writeManifest } from './manifest';
+import { sha256Hex } from '../lib/hash';
+import { readManifest, writeManifest } from './manifest';
 
 const RUN_ID = z.string().regex(/^(?!\.\.?$)[^/\\]+$/, 'must be non-empty, without "/" or "\\", and not "." or ".."');
 const MANIFEST_KEY = z.string().min(1, 'is required: the key preprocessing returned');
@@ -57,7 +58,7 @@ export function makeReviewActivities(deps: ActivityDeps) {
       const captionKey = image.caption ?? captionNameFor(image.output);
       if (image.caption === null) created += 1;
       image.caption = captionKey;
-      await deps.workStore.put(captionKey, edit.caption, { contentType: 'text/plain; charset=utf-8', sha256: sha256(edit.caption) });
+      await deps.workStore.put(captionKey, edit.caption, { contentType: 'text/plain; charset=utf-8', sha256: sha256Hex(edit.caption) });
     }
     // Written after the captions: a retry after a crash in between rewrites the same files.
     if (created > 0) await writeManifest(deps.workStore, manifestKey, manifest);

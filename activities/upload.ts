@@ -4,7 +4,6 @@
  * (or a second run over identical data) sends only what is missing. The manifest goes last, so a
  * dataset with a manifest is complete.
  */
-import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type { ObjectInfo, ObjectStore } from '../adapters/store/types';
@@ -12,6 +11,7 @@ import { DatasetManifest, trainDataDirOf } from '../lib/pipeline/manifest';
 import type { ActivityProgress, RunStatus } from '../lib/pipeline/status';
 import type { ActivityDeps } from './deps';
 import { withClassifiedErrors } from './errors';
+import { sha256Hex } from '../lib/hash';
 
 export interface UploadInput {
   runId: string;
@@ -37,7 +37,7 @@ export function makeUploadActivities(deps: ActivityDeps) {
     return withClassifiedErrors('upload', async () => {
       const destination = deps.openStore(input.store);
       const manifest = await deps.workStore.get(input.manifestKey);
-      const manifestSha256 = createHash('sha256').update(manifest).digest('hex');
+      const manifestSha256 = sha256Hex(manifest);
       const { images } = DatasetManifest.parse(JSON.parse(manifest.toString('utf8')));
       // Exactly what the manifest lists: leftovers from an earlier attempt in the work store stay behind.
       const keys = images.flatMap((image) => (image.caption ? [image.output, image.caption] : [image.output]));
@@ -59,7 +59,7 @@ export function makeUploadActivities(deps: ActivityDeps) {
       const streamed = pLimit(PARALLEL_STREAMED_UPLOADS);
       /** Sends the file unless the destination already holds the same content. */
       async function uploadUnlessThere(file: ObjectInfo, targetKey: string, content?: Buffer): Promise<void> {
-        const sha256 = content ? createHash('sha256').update(content).digest('hex') : (await headOrFail(deps.workStore, file.key, true)).sha256;
+        const sha256 = content ? sha256Hex(content) : (await headOrFail(deps.workStore, file.key, true)).sha256;
         const existing = sizeThere.get(targetKey) === file.size ? await destination.head(targetKey, { withHash: true }) : undefined;
         if (existing?.sha256 !== undefined && existing.sha256 === sha256) return;
         await destination.put(targetKey, content ?? (await deps.workStore.getStream(file.key)), { sha256 });

@@ -16,6 +16,7 @@ import { Readable, Transform, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseS3Uri } from '../../lib/uri';
 import { assertSafeKey, Body, ObjectInfo, ObjectNotFoundError, ObjectStore, PutOptions } from './types';
+import { sha256Hex } from '../../lib/hash';
 
 /** S3 lower-cases user metadata names; this is the one we write and read. */
 const SHA256_METADATA = 'sha256';
@@ -185,10 +186,6 @@ export class S3Store implements ObjectStore {
     await pipeline(await this.getStream(key), hash);
     return hash.digest('hex');
   }
-}
-
-function sha256Hex(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function errorName(err: unknown): unknown {
