@@ -4,10 +4,9 @@ open_clip is installed without torch (only the tokenizer is needed), so tokenize
 its own with a stand-in `torch` module that satisfies its type annotations.
 
 stdin: a JSON list of captions. stdout: a JSON list with, per caption, open_clip's ids (without
-start/end tokens), whether ftfy.fix_text changed the caption, and the caption cleaned the way
-open_clip does minus ftfy (html.unescape twice, whitespace collapsed, lower case).
+start/end tokens), what ftfy.fix_text makes of it, and the caption cleaned the way open_clip
+cleans it (ftfy, html.unescape twice, whitespace collapsed, lower case).
 """
-import html
 import importlib.util
 import json
 import os
@@ -29,8 +28,8 @@ json.dump(
     [
         {
             "ids": tokenizer.encode(caption),
-            "ftfyChanged": tokenizer_module.ftfy.fix_text(caption) != caption,
-            "cleanedWithoutFtfy": tokenizer_module.whitespace_clean(html.unescape(html.unescape(caption)).strip()).lower(),
+            "fixed": tokenizer_module.ftfy.fix_text(caption),
+            "cleaned": tokenizer_module._clean_lower(caption),
         }
         for caption in captions
     ],

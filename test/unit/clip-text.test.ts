@@ -1,4 +1,6 @@
-import { cleanText, collapseWhitespace, htmlUnescape, pythonStrip } from '../../lib/clip/text';
+import { fixText } from '../../lib/clip/ftfy';
+import { htmlUnescape } from '../../lib/clip/html';
+import { cleanText, collapseWhitespace, pythonStrip } from '../../lib/clip/text';
 
 describe('Python whitespace', () => {
   it('strips what str.strip() strips and keeps what it keeps (a BOM is not whitespace in Python)', () => {
@@ -21,7 +23,7 @@ describe('htmlUnescape', () => {
     ['a&#1;b&#xFFFE;c', 'abc'],
     ['&#0; &#xD800; &#x110000;', '\ufffd \ufffd \ufffd'],
     ['&ampx &notit; &copyright', '&x ¬it; ©right'],
-    ['&unknown; &alpha; & amp; &#;', '&unknown; &alpha; & amp; &#;'],
+    ['&unknown; &alpha; & amp; &#;', '&unknown; α & amp; &#;'],
     ['&hellip; &rsquo; &hellip', '\u2026 \u2019 &hellip'],
   ])('%j → %j', (input, expected) => {
     expect(htmlUnescape(input)).toBe(expected);
@@ -31,5 +33,27 @@ describe('htmlUnescape', () => {
 describe('cleanText', () => {
   it('unescapes twice, collapses whitespace and lower-cases', () => {
     expect(cleanText('  Caf&amp;eacute;\tAU  LAIT &amp;amp; ΣΟΦΙΑ ')).toBe('café au lait & σοφια');
+  });
+});
+
+describe('fixText (ftfy.fix_text without mojibake repair)', () => {
+  it.each([
+    ['“smart” ‘quotes’ don’t', '"smart" \'quotes\' don\'t'],
+    ['ﬁne ﬂowers, ĳs', 'fine flowers, ijs'],
+    ['ＦＵＬＬ　ＷＩＤＴＨ（笑）', 'FULL WIDTH(笑)'],
+    ['cafe\u0301', 'caf\u00e9'],
+    ['\u001b[1mbold\u001b[0m a\u0000b \ufeffc', 'bold ab c'],
+    ['x\u0093y\u0094', 'x"y"'],
+    ['a\r\nb\u2028c', 'a\nb\nc'],
+    ['&EACUTE; &amp;amp;amp; &#xZZ;', 'É & &#xZZ;'],
+    ['&amp;amp;\n<i>&amp;amp;</i>\n&amp;amp;', '&\n<i>&amp;amp;</i>\n&amp;amp;'],
+    ['lone \ud800 half', 'lone \ufffd half'],
+  ])('%j → %j', (input, expected) => {
+    expect(fixText(input)).toBe(expected);
+  });
+
+  it('leaves ordinary captions alone', () => {
+    const caption = 'sks dog, (masterpiece:1.2), 日本語, café, 👩‍💻\n';
+    expect(fixText(caption)).toBe(caption);
   });
 });
