@@ -11,7 +11,7 @@ import { DatasetManifest, trainDataDirOf } from '../lib/pipeline/manifest';
 import type { ActivityProgress, RunStatus } from '../lib/pipeline/status';
 import type { ActivityDeps } from './deps';
 import { withClassifiedErrors } from './errors';
-import { sha256Hex } from '../lib/hash';
+import { md5Hex, sha256Hex } from '../lib/hash';
 
 export interface UploadInput {
   runId: string;
@@ -54,14 +54,19 @@ export function makeUploadActivities(deps: ActivityDeps) {
       const heartbeat = (): void => Context.current().heartbeat({ done, total, unit: 'bytes' } satisfies ActivityProgress);
       heartbeat();
       // One listing (a request per 1,000 keys) says what is there: only objects of the same size
-      // can hold the same content, so only those cost a HEAD to compare hashes.
-      const sizeThere = new Map((await destination.list(targetPrefix)).map((object) => [object.key, object.size]));
+      // can hold the same content. An S3 entity tag equal to the content's MD5 proves it; any other
+      // object of the same size costs a HEAD to compare SHA-256s.
+      const there = new Map((await destination.list(targetPrefix)).map((object) => [object.key, object]));
       const streamed = pLimit(PARALLEL_STREAMED_UPLOADS);
       /** Sends the file unless the destination already holds the same content. */
       async function uploadUnlessThere(file: ObjectInfo, targetKey: string, content?: Buffer): Promise<void> {
         const sha256 = content ? sha256Hex(content) : (await headOrFail(deps.workStore, file.key, true)).sha256;
-        const existing = sizeThere.get(targetKey) === file.size ? await destination.head(targetKey, { withHash: true }) : undefined;
-        if (existing?.sha256 !== undefined && existing.sha256 === sha256) return;
+        const listed = there.get(targetKey);
+        if (listed?.size === file.size) {
+          if (content && listed.etag === md5Hex(content)) return;
+          const existing = await destination.head(targetKey, { withHash: true });
+          if (existing?.sha256 !== undefined && existing.sha256 === sha256) return;
+        }
         await destination.put(targetKey, content ?? (await deps.workStore.getStream(file.key)), { sha256 });
         uploadedBytes += file.size;
       }

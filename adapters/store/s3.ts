@@ -146,7 +146,7 @@ export class S3Store implements ObjectStore {
       for (const object of page.Contents ?? []) {
         // Keys ending in "/" are console-made folder markers, not objects a store key can name.
         if (object.Key === undefined || object.Key.endsWith('/')) continue;
-        out.push({ key: object.Key.slice(this.rootPrefix().length), size: object.Size ?? 0 });
+        out.push({ key: object.Key.slice(this.rootPrefix().length), size: object.Size ?? 0, etag: object.ETag?.replace(/"/g, '') });
       }
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));

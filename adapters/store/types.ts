@@ -10,6 +10,11 @@ export interface ObjectInfo {
   size: number;
   /** Hex SHA-256 of the content when the store knows it (S3 metadata, or computed for files). */
   sha256?: string;
+  /**
+   * S3's entity tag as a listing shows it, unquoted: the content's MD5 for a single-part upload
+   * without KMS encryption, something that never equals an MD5 otherwise.
+   */
+  etag?: string;
 }
 
 export type Body = Buffer | string | Readable;

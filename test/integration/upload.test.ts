@@ -1,25 +1,30 @@
 /**
- * uploadDataset between two file stores: idempotent by content hash (a second upload of unchanged
- * files sends nothing, a changed caption is sent again whatever its size), one HEAD only for
- * objects that might already hold the content, and files above the in-memory limit streamed.
+ * uploadDataset from a file work store to a file store and to S3 on moto: idempotent by content
+ * hash (a second upload of unchanged files sends nothing, a changed caption is sent again whatever
+ * its size), a HEAD only for objects that might already hold the content and whose S3 entity tag
+ * does not prove it, and files above the in-memory limit streamed.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import type { ActivityDeps } from '../../activities/deps';
 import { makeUploadActivities, type UploadInput, type UploadResult } from '../../activities/upload';
 import { FileStore } from '../../adapters/store/file';
+import { S3Store } from '../../adapters/store/s3';
+import type { ObjectStore } from '../../adapters/store/types';
 import { manifestKeyOf, trainDataDirOf, type DatasetManifest } from '../../lib/pipeline/manifest';
+import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
 
 const RUN_ID = 'run-1';
 const FOLDER = `${trainDataDirOf(RUN_ID)}/10_sks`;
 
 let tmp: string;
 let workStore: FileStore;
-let destination: FileStore;
+let destination: ObjectStore;
 let input: UploadInput;
 
 beforeEach(async () => {
@@ -102,4 +107,44 @@ test('sends a caption edited after the first upload again, at the same size or a
   expect(second.uploadedBytes).toBe((await sizeOf(`${FOLDER}/a.txt`)) + (await sizeOf(`${FOLDER}/b.txt`)));
   expect((await destination.get(`${prefix}/a.txt`)).toString()).toBe('sks, a RED circle');
   expect((await destination.get(`${prefix}/b.txt`)).toString()).toBe('sks, a blue square, slightly rotated');
+});
+
+describe('to S3', () => {
+  const BUCKET = 'upload-test';
+  let moto: MotoServer;
+  let s3: S3Client;
+
+  beforeAll(async () => {
+    moto = await startMoto();
+    s3 = motoAwsClients(moto.endpoint).s3;
+  });
+
+  afterAll(async () => {
+    s3?.destroy();
+    await moto?.stop();
+  });
+
+  beforeEach(async () => {
+    await moto.reset();
+    await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    destination = new S3Store(`s3://${BUCKET}/store`, s3);
+  });
+
+  test("a second upload trusts entity tags equal to the files' MD5 and HEADs only the multipart one", async () => {
+    const first = await upload();
+    const heads = jest.spyOn(destination, 'head');
+    const second = await upload();
+    expect(second).toMatchObject({ files: 6, bytes: first.bytes, uploadedBytes: 0 });
+    // big.png (6 MB) went up in parts: its entity tag is not an MD5, so its SHA-256 is compared.
+    expect(heads.mock.calls.map(([key]) => key.split('/').pop())).toEqual(['big.png']);
+  });
+
+  test('a caption edited to the same size has another entity tag and is sent again', async () => {
+    const first = await upload();
+    await workStore.put(`${FOLDER}/a.txt`, 'sks, a RED circle');
+    const second = await upload();
+    expect(second.uploadedBytes).toBe(await sizeOf(`${FOLDER}/a.txt`));
+    const prefix = `datasets/sks/${first.manifestSha256.slice(0, 16)}/10_sks`;
+    expect((await destination.get(`${prefix}/a.txt`)).toString()).toBe('sks, a RED circle');
+  });
 });
