@@ -110,7 +110,8 @@ export class WorkerProcess {
 
   async stop(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-    await Promise.race([this.exit, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    // Unreferenced: a worker that exits at once must not leave this timer holding the caller open.
+    await Promise.race([this.exit, new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
     if (this.child.exitCode === null && this.child.signalCode === null) await this.kill9();
   }
 }
