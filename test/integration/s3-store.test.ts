@@ -9,6 +9,7 @@ import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
 
 const BUCKET = 'lora-store-test';
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
+const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 
 let moto: MotoServer;
 let s3: S3Client;
@@ -87,10 +88,11 @@ describe('S3Store on moto', () => {
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs2/outside.txt', Body: 'x' }));
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'runs/models/folder-marker/', Body: new Uint8Array(0) }));
 
+    // Single-part uploads: the entity tag is the content's MD5 (the upload relies on that).
     expect(await store.list('models')).toEqual([
-      { key: 'models/a.safetensors', size: 20 },
-      { key: 'models/b.safetensors', size: 20 },
-      { key: 'models/sub/c.json', size: 17 },
+      { key: 'models/a.safetensors', size: 20, etag: md5('models/a.safetensors') },
+      { key: 'models/b.safetensors', size: 20, etag: md5('models/b.safetensors') },
+      { key: 'models/sub/c.json', size: 17, etag: md5('models/sub/c.json') },
     ]);
     expect((await store.list('models/')).map((o) => o.key)).toEqual(['models/a.safetensors', 'models/b.safetensors', 'models/sub/c.json']);
     expect((await store.list('')).map((o) => o.key)).toEqual([
