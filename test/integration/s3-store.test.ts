@@ -1,33 +1,22 @@
-import { CreateBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { openStore } from '../../adapters/store';
 import { FileStore } from '../../adapters/store/file';
 import { S3Store } from '../../adapters/store/s3';
 import { ObjectNotFoundError } from '../../adapters/store/types';
-import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
+import { motoWithFreshBucket } from '../support/moto';
 
 const BUCKET = 'lora-store-test';
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 
-let moto: MotoServer;
+const aws = motoWithFreshBucket(BUCKET);
 let s3: S3Client;
 let store: S3Store;
 
-beforeAll(async () => {
-  moto = await startMoto();
-  s3 = motoAwsClients(moto.endpoint).s3;
-});
-
-afterAll(async () => {
-  s3?.destroy();
-  await moto?.stop();
-});
-
-beforeEach(async () => {
-  await moto.reset();
-  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+beforeEach(() => {
+  s3 = aws.s3;
   store = new S3Store(`s3://${BUCKET}/runs/`, s3);
 });
 

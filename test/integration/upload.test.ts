@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import type { ActivityDeps } from '../../activities/deps';
@@ -17,7 +16,7 @@ import { FileStore } from '../../adapters/store/file';
 import { S3Store } from '../../adapters/store/s3';
 import type { ObjectStore } from '../../adapters/store/types';
 import { manifestKeyOf, trainDataDirOf, type DatasetManifest } from '../../lib/pipeline/manifest';
-import { motoAwsClients, startMoto, type MotoServer } from '../support/moto';
+import { motoWithFreshBucket } from '../support/moto';
 
 const RUN_ID = 'run-1';
 const FOLDER = `${trainDataDirOf(RUN_ID)}/10_sks`;
@@ -111,23 +110,10 @@ test('sends a caption edited after the first upload again, at the same size or a
 
 describe('to S3', () => {
   const BUCKET = 'upload-test';
-  let moto: MotoServer;
-  let s3: S3Client;
+  const aws = motoWithFreshBucket(BUCKET);
 
-  beforeAll(async () => {
-    moto = await startMoto();
-    s3 = motoAwsClients(moto.endpoint).s3;
-  });
-
-  afterAll(async () => {
-    s3?.destroy();
-    await moto?.stop();
-  });
-
-  beforeEach(async () => {
-    await moto.reset();
-    await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-    destination = new S3Store(`s3://${BUCKET}/store`, s3);
+  beforeEach(() => {
+    destination = new S3Store(`s3://${BUCKET}/store`, aws.s3);
   });
 
   test("a second upload trusts entity tags equal to the files' MD5 and HEADs only the multipart one", async () => {
