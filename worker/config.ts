@@ -23,8 +23,17 @@ const COMMAND = z
 
 const dataDir = path.join(PROJECT_ROOT, '.data');
 
+/**
+ * What a worker process serves: `all`; `stages` (the workflow and the stage activities); or
+ * `training-polls` (only the polls: no workflow code, no image work, so one small process can hold
+ * hundreds of runs in training while stage workers come and go).
+ */
+export const WORKER_QUEUES = ['all', 'stages', 'training-polls'] as const;
+export type WorkerQueues = (typeof WORKER_QUEUES)[number];
+
 export const WorkerEnv = z.object({
   LORA_TASK_QUEUE: z.string().min(1).default(TASK_QUEUE),
+  LORA_WORKER_QUEUES: z.enum(WORKER_QUEUES).default('all'),
   LORA_WORK_STORE: z.string().regex(/^(file|s3):\/\//, 'must be a file:// or s3:// URI').default(pathToFileURL(path.join(dataDir, 'work')).href),
   LORA_STORE: z.string().regex(/^(file|s3):\/\//, 'must be a file:// or s3:// URI').default(pathToFileURL(path.join(dataDir, 'store')).href),
   LORA_JOBS_DIR: z.string().min(1).default(path.join(dataDir, 'jobs')),

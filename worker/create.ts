@@ -9,7 +9,7 @@ import { openStore } from '../adapters/store';
 import { LocalTrainer } from '../adapters/trainer/local';
 import { SageMakerTrainer } from '../adapters/trainer/sagemaker';
 import { trainingPollQueue } from '../lib/pipeline/names';
-import { WorkerEnv } from './config';
+import { WorkerEnv, type WorkerQueues } from './config';
 
 export interface AwsClients {
   s3: S3Client;
@@ -49,10 +49,15 @@ export function capacityOf(env: WorkerEnv): WorkerCapacity {
 /**
  * A worker process: one Temporal worker for the workflow and the stage activities, and one on the
  * training-poll queue, so hundreds of runs parked in training never take the slots preprocessing
- * needs. Both run and stop together.
+ * needs (`queues` keeps only one of them). They run and stop together.
  */
 export class LoraWorker {
   constructor(private readonly workers: Worker[]) {}
+
+  /** The task queues this process polls. */
+  get taskQueues(): string[] {
+    return this.workers.map((worker) => worker.options.taskQueue);
+  }
 
   /** Resolves once every worker has shut down (SIGINT/SIGTERM or shutdown()). */
   async run(): Promise<void> {
@@ -84,7 +89,9 @@ export async function createLoraWorker(options: {
   taskQueue: string;
   deps: ActivityDeps;
   capacity?: WorkerCapacity;
+  queues?: WorkerQueues;
 }): Promise<LoraWorker> {
+  const queues = options.queues ?? 'all';
   const capacity = options.capacity ?? capacityOf(WorkerEnv.parse({}));
   const activities = createActivities(options.deps);
   const common = {
@@ -97,20 +104,28 @@ export async function createLoraWorker(options: {
   const { pollTraining, ...stageActivities } = activities;
   // Compiled workers load the bundle `npm run build` made; the TypeScript sources (tests) bundle on the fly.
   const workflowCode = __filename.endsWith('.ts') ? { workflowsPath: require.resolve('../workflows') } : { workflowBundle: { codePath: WORKFLOW_BUNDLE } };
-  return new LoraWorker([
-    await Worker.create({
-      ...common,
-      taskQueue: options.taskQueue,
-      ...workflowCode,
-      maxCachedWorkflows: capacity.maxCachedWorkflows,
-      activities: stageActivities,
-      maxConcurrentActivityTaskExecutions: capacity.maxActivities,
-    }),
-    await Worker.create({
-      ...common,
-      taskQueue: trainingPollQueue(options.taskQueue),
-      activities: { pollTraining },
-      maxConcurrentActivityTaskExecutions: capacity.maxTrainingPolls,
-    }),
-  ]);
+  const workers: Worker[] = [];
+  if (queues !== 'training-polls') {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: options.taskQueue,
+        ...workflowCode,
+        maxCachedWorkflows: capacity.maxCachedWorkflows,
+        activities: stageActivities,
+        maxConcurrentActivityTaskExecutions: capacity.maxActivities,
+      }),
+    );
+  }
+  if (queues !== 'stages') {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: trainingPollQueue(options.taskQueue),
+        activities: { pollTraining },
+        maxConcurrentActivityTaskExecutions: capacity.maxTrainingPolls,
+      }),
+    );
+  }
+  return new LoraWorker(workers);
 }

@@ -26,8 +26,10 @@ export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend
     taskQueue: config.LORA_TASK_QUEUE,
     deps,
     capacity: capacityOf(config),
+    queues: config.LORA_WORKER_QUEUES,
   });
-  console.log(`worker: polling task queue "${config.LORA_TASK_QUEUE}" on ${temporal.address} (namespace ${temporal.namespace})`);
+  const queues = worker.taskQueues.map((queue) => `"${queue}"`).join(' and ');
+  console.log(`worker: polling task queue ${queues} on ${temporal.address} (namespace ${temporal.namespace})`);
   console.log(`worker: work store ${config.LORA_WORK_STORE}, default store ${config.LORA_STORE}, local jobs in ${config.LORA_JOBS_DIR}`);
   if ((await allocatorOf()) === 'glibc') {
     console.log('worker: glibc malloc keeps the memory preprocessing frees; install libjemalloc2 and start through scripts/with-allocator.sh (npm run worker does)');

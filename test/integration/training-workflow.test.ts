@@ -13,6 +13,8 @@ import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { temporal } from '@temporalio/proto';
+import type { ActivityDeps } from '../../activities/deps';
 import type { Trainer, TrainingJobSpec } from '../../adapters/trainer/types';
 import { startRun } from '../../client/runs';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
@@ -65,8 +67,8 @@ afterAll(async () => {
   if (tmp) await fs.rm(tmp, { recursive: true, force: true });
 });
 
-/** Runs `body` against a worker whose local trainer is `trainer`. */
-async function withWorker(name: string, trainer: ScriptedTrainer, body: (handle: WorkflowHandle) => Promise<void>): Promise<void> {
+/** Worker dependencies over this test's temp folders, with `trainer` as the local backend. */
+function depsFor(name: string, trainer: ScriptedTrainer): ActivityDeps {
   const config = WorkerEnv.parse({
     LORA_WORK_STORE: pathToFileURL(path.join(tmp, name, 'work')).href,
     LORA_STORE: pathToFileURL(path.join(tmp, name, 'store')).href,
@@ -75,13 +77,19 @@ async function withWorker(name: string, trainer: ScriptedTrainer, body: (handle:
   const aws = { s3: new S3Client({ region: 'us-east-1' }), sagemaker: new SageMakerClient({ region: 'us-east-1' }) };
   const deps = createDeps(config, aws);
   deps.trainers.local = trainer;
-  const taskQueue = `training-workflow-${name}`;
-  const worker = await createLoraWorker({ connection: env.nativeConnection, taskQueue, deps });
+  return deps;
+}
+
+function startTrainingRun(name: string, taskQueue: string): Promise<WorkflowHandle> {
   const input: TrainingRunInput = { runName: name, dataset, trainer: { kind: 'local' }, pollInterval: '100ms' };
-  await worker.runUntil(async () => {
-    const handle = await startRun(env.client, input, { taskQueue, workflowId: `${name}-${Date.now()}` });
-    await body(handle);
-  });
+  return startRun(env.client, input, { taskQueue, workflowId: `${name}-${Date.now()}` });
+}
+
+/** Runs `body` against a worker whose local trainer is `trainer`. */
+async function withWorker(name: string, trainer: ScriptedTrainer, body: (handle: WorkflowHandle) => Promise<void>): Promise<void> {
+  const taskQueue = `training-workflow-${name}`;
+  const worker = await createLoraWorker({ connection: env.nativeConnection, taskQueue, deps: depsFor(name, trainer) });
+  await worker.runUntil(async () => body(await startTrainingRun(name, taskQueue)));
 }
 
 async function waitForStage(handle: WorkflowHandle, stage: Stage): Promise<void> {
@@ -135,5 +143,30 @@ test('a failed job fails the run with its reason, and the cleanup stop is a harm
     expect(status.stage).toBe('failed');
     expect(status.error).toBe(`training job ${status.job!.jobName} failed: torch.OutOfMemoryError: CUDA out of memory.`);
     expect(trainer.events).toEqual([`launched ${status.job!.jobName}`, `stopped ${status.job!.jobName}`]);
+  });
+});
+
+test('training polls can live in a process of their own (LORA_WORKER_QUEUES)', async () => {
+  const trainer = new ScriptedTrainer({ states: [{ status: 'Failed', secondaryStatus: 'Failed', failureReason: 'polled by the polls-only worker' }] });
+  const deps = depsFor('split-queues', trainer);
+  const taskQueue = 'training-workflow-split-queues';
+  const stages = await createLoraWorker({ connection: env.nativeConnection, taskQueue, deps, queues: 'stages' });
+  const polls = await createLoraWorker({ connection: env.nativeConnection, taskQueue, deps, queues: 'training-polls' });
+  expect(stages.taskQueues).toEqual([taskQueue]);
+  expect(polls.taskQueues).toEqual([`${taskQueue}-training-polls`]);
+
+  await stages.runUntil(async () => {
+    const handle = await startTrainingRun('split-queues', taskQueue);
+    await waitForStage(handle, 'training');
+    // The stage worker launched the job but never takes the poll: it waits, scheduled, for its own queue.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const [pending] = (await handle.describe()).raw.pendingActivities ?? [];
+    expect(pending?.activityType?.name).toBe('pollTraining');
+    expect(pending?.state).toBe(temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED);
+    expect(trainer.events).toEqual([expect.stringMatching(/^launched /)]);
+
+    const failure = await polls.runUntil(() => handle.result().catch((err: unknown) => err));
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    expect((await handle.query(statusQuery)).error).toMatch(/polled by the polls-only worker$/);
   });
 });
