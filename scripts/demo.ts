@@ -18,7 +18,7 @@ import type { RunOutcome } from '../lib/pipeline/status';
 import { workerEnv } from '../worker/config';
 import { createDeps, createLoraWorker } from '../worker/create';
 import { statusQuery } from '../workflows/messages';
-import { DEV_ADDRESS, ensureSearchAttributes, startDevServerInBackground, temporalIsUp, WEB_UI } from './dev-server';
+import { DEV_ADDRESS, ensureDevSearchAttributes, startDevServerInBackground, temporalIsUp, WEB_UI } from './dev-server';
 import { writeExampleDataset } from './example-dataset';
 
 const DEMO_TASK_QUEUE = 'lora-demo';
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     serverNote = `started the Temporal dev server (pid ${pid}); it keeps running for the Web UI, "npm run stack:stop" stops it`;
   }
   console.log(`demo: ${serverNote}`);
-  await ensureSearchAttributes(DEV_ADDRESS);
+  await ensureDevSearchAttributes(DEV_ADDRESS);
 
   const dataset = path.join(PROJECT_ROOT, '.data', 'demo', 'dataset');
   await fs.rm(dataset, { recursive: true, force: true });

@@ -8,9 +8,9 @@ import { closeSync, openSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { PROJECT_ROOT } from '../adapters/project-paths';
 import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { ensureSearchAttributes } from '../worker/search-attributes';
 import { installedTools } from './tools';
 
 export const DEV_SERVER = { ip: '127.0.0.1', port: 7233, uiPort: 8233 } as const;
@@ -47,16 +47,10 @@ export async function temporalIsUp(address: string): Promise<boolean> {
  * Register the project's search attributes on a server that may lack them (a plain
  * `temporal server start-dev` started by hand); attributes that already exist are left alone.
  */
-export async function ensureSearchAttributes(address: string, namespace = 'default'): Promise<void> {
+export async function ensureDevSearchAttributes(address: string, namespace = 'default'): Promise<void> {
   const connection = await Connection.connect({ address });
   try {
-    const existing = await connection.operatorService.listSearchAttributes({ namespace });
-    const missing = SEARCH_ATTRIBUTES.filter((key) => !(key.name in existing.customAttributes));
-    if (missing.length === 0) return;
-    await connection.operatorService.addSearchAttributes({
-      namespace,
-      searchAttributes: Object.fromEntries(missing.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
-    });
+    await ensureSearchAttributes(connection.operatorService, namespace);
   } finally {
     await connection.close();
   }

@@ -8,6 +8,7 @@ import type { Trainer } from '../adapters/trainer/types';
 import { temporalConfigFromEnv, tlsOf, unreachableMessage } from '../client/connection';
 import { allocatorOf } from './allocator';
 import { workerEnv, type WorkerEnv } from './config';
+import { ensureSearchAttributes, registerByHandMessage } from './search-attributes';
 import { capacityOf, createDeps, createLoraWorker } from './create';
 
 /** Runs until SIGINT/SIGTERM; `trainers` replaces backends (the load benchmark's fake trainer). */
@@ -18,6 +19,7 @@ export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend
   const connection = await NativeConnection.connect({ address: temporal.address, tls: tlsOf(temporal), apiKey: temporal.apiKey }).catch(() => {
     throw new Error(unreachableMessage(temporal));
   });
+  await checkSearchAttributes(connection, temporal.namespace);
   const deps = createDeps(config, awsClients(awsConfigFromEnv(process.env)));
   Object.assign(deps.trainers, trainers);
   const worker = await createLoraWorker({
@@ -37,6 +39,18 @@ export async function runWorkerFromEnv(trainers: Partial<Record<Trainer['backend
   // Worker.run() returns after SIGINT/SIGTERM once in-flight tasks finished or were handed back.
   await worker.run();
   await connection.close();
+}
+
+/** Adds the search attributes a namespace lacks, or stops with how to register them by hand. */
+async function checkSearchAttributes(connection: NativeConnection, namespace: string): Promise<void> {
+  let added: string[] | undefined;
+  try {
+    added = await ensureSearchAttributes(connection.operatorService, namespace);
+  } catch (err) {
+    throw new Error(`the search attributes could not be checked or added (${(err as Error).message}): ${registerByHandMessage(namespace)}`);
+  }
+  if (added === undefined) console.log(`worker: this server does not let workers check search attributes (Temporal Cloud): ${registerByHandMessage(namespace)}`);
+  else if (added.length > 0) console.log(`worker: registered the search attributes ${added.join(', ')} in namespace "${namespace}"`);
 }
 
 /**
