@@ -60,10 +60,11 @@ export function makeUploadActivities(deps: ActivityDeps) {
       const streamed = pLimit(PARALLEL_STREAMED_UPLOADS);
       /** Sends the file unless the destination already holds the same content. */
       async function uploadUnlessThere(file: ObjectInfo, targetKey: string, content?: Buffer): Promise<void> {
-        const sha256 = content ? sha256Hex(content) : (await headOrFail(deps.workStore, file.key, true)).sha256;
         const listed = there.get(targetKey);
+        // Checked first: a matching tag needs neither a SHA-256 nor a request.
+        if (listed?.size === file.size && content && listed.etag === md5Hex(content)) return;
+        const sha256 = content ? sha256Hex(content) : (await headOrFail(deps.workStore, file.key, true)).sha256;
         if (listed?.size === file.size) {
-          if (content && listed.etag === md5Hex(content)) return;
           const existing = await destination.head(targetKey, { withHash: true });
           if (existing?.sha256 !== undefined && existing.sha256 === sha256) return;
         }
