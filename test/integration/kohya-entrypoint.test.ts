@@ -81,8 +81,8 @@ async function mlRoot(name: string, hyperParameters: Record<string, string>, opt
   return { root, path: at };
 }
 
-/** The hyperparameters CreateTrainingJob would carry for this run. */
-function hyperParametersFor(input: TrainingRunInput, overrides: Partial<TrainingJobSpec> = {}): Record<string, string> {
+/** The hyperparameters CreateTrainingJob would carry for this run (`sagemaker` adds to the job's settings). */
+function hyperParametersFor(input: TrainingRunInput, sagemaker: Partial<NonNullable<TrainingJobSpec['sagemaker']>> = {}): Record<string, string> {
   const run = TrainingRunInput.parse(input);
   const spec: TrainingJobSpec = {
     jobName: 'lora-job',
@@ -100,8 +100,8 @@ function hyperParametersFor(input: TrainingRunInput, overrides: Partial<Training
       maxRuntimeSeconds: 3600,
       outputS3Uri: 's3://bucket/training',
       checkpointS3Uri: 's3://bucket/checkpoints/lora-job/',
+      ...sagemaker,
     },
-    ...overrides,
   };
   return createTrainingJobRequest(spec).HyperParameters!;
 }
@@ -303,21 +303,7 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
   });
 
   it('with lora_resume (managed spot) trains into checkpoints/, resumes from the newest state and copies the LoRA out', async () => {
-    const hyperParameters = hyperParametersFor(
-      { runName: 'spot', dataset: '/unused', training: { epochs: 2 } },
-      {
-        sagemaker: {
-          imageUri: 'image',
-          roleArn: 'arn:aws:iam::123456789012:role/r',
-          instanceType: 'ml.g5.2xlarge',
-          volumeSizeGb: 100,
-          maxRuntimeSeconds: 3600,
-          outputS3Uri: 's3://bucket/training',
-          checkpointS3Uri: 's3://bucket/checkpoints/lora-job/',
-          spot: { maxWaitSeconds: 7200 },
-        },
-      },
-    );
+    const hyperParameters = hyperParametersFor({ runName: 'spot', dataset: '/unused', training: { epochs: 2 } }, { spot: { maxWaitSeconds: 7200 } });
     expect(hyperParameters.lora_resume).toBe('true');
     const ml = await mlRoot('spot', hyperParameters);
     // What an interrupted first attempt left behind, synced back from the checkpoint prefix.

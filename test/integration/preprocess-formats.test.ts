@@ -7,19 +7,11 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { renderImage, type RenderedImage, type RenderOptions } from '../../activities/preprocess-image';
-import { bucketSettings } from '../../lib/kohya/buckets';
+import { renderImage, type RenderedImage } from '../../activities/preprocess-image';
 import { installedTools } from '../../scripts/tools';
+import { SD15_RENDER_OPTIONS } from '../support/render-options';
 
-const options: RenderOptions = {
-  strategy: 'center',
-  size: 512,
-  format: 'png',
-  quality: 95,
-  background: '#ffffff',
-  minSide: 256,
-  buckets: bucketSettings('sd15'),
-};
+const options = SD15_RENDER_OPTIONS;
 
 let tmp: string;
 

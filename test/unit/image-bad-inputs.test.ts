@@ -1,20 +1,12 @@
 /** Every kind of bad input is reported with its own fixed reason, and none of them throws. */
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { renderImage, type RenderOptions } from '../../activities/preprocess-image';
+import { renderImage } from '../../activities/preprocess-image';
 import { planDataset } from '../../lib/image/dataset';
 import { MAX_INPUT_PIXELS } from '../../lib/image/inspect';
-import { bucketSettings } from '../../lib/kohya/buckets';
+import { SD15_RENDER_OPTIONS } from '../support/render-options';
 
-const options: RenderOptions = {
-  strategy: 'center',
-  size: 512,
-  format: 'png',
-  quality: 95,
-  background: '#ffffff',
-  minSide: 256,
-  buckets: bucketSettings('sd15'),
-};
+const options = SD15_RENDER_OPTIONS;
 
 /** A PNG chunk with its CRC, to build headers no encoder would write. */
 function pngChunk(type: string, data: Buffer): Buffer {
