@@ -3,13 +3,12 @@
  * goes one folder deep, as sd-scripts reads `<repeats>_<name>/` folders and nothing deeper.
  * Unreadable datasets fail non-retryably; a single unreadable file is reported, not thrown.
  */
-import type { Dirent } from 'node:fs';
-import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
+import { ConfinedFolder, type FolderEntry } from '../adapters/dataset/confined-folder';
 import { ObjectNotFoundError } from '../adapters/store/types';
-import type { DatasetListing } from '../lib/image/dataset';
+import { keyProblem, type DatasetListing, type SkippedFile } from '../lib/image/dataset';
 import type { ActivityDeps } from './deps';
 
 export interface DatasetReader {
@@ -33,10 +32,17 @@ export function openDataset(dataset: string, deps: Pick<ActivityDeps, 'openStore
 }
 
 function localDataset(directory: string): DatasetReader {
+  // Resolved once per reader, on first use: every read is checked against the root's real path.
+  let opening: Promise<ConfinedFolder> | undefined;
+  const open = () =>
+    (opening ??= ConfinedFolder.open(directory).catch((err: unknown) => {
+      throw datasetFailure(err, directory);
+    }));
   return {
     location: directory,
     async list() {
-      const stat = await fs.stat(directory).catch((err: unknown) => {
+      const folder = await open();
+      const stat = await folder.stat().catch((err: unknown) => {
         throw datasetFailure(err, directory);
       });
       if (!stat.isDirectory()) {
@@ -45,52 +51,29 @@ function localDataset(directory: string): DatasetReader {
           'DatasetNotADirectory',
         );
       }
-      const listing = { files: [] as string[], folders: [] as string[] };
-      for (const entry of await readFolder(directory)) {
-        const kind = await kindOf(entry, directory);
-        if (kind === 'file') listing.files.push(entry.name);
-        if (kind !== 'directory') continue;
-        listing.folders.push(entry.name);
-        const folder = path.join(directory, entry.name);
-        for (const inner of await readFolder(folder)) {
-          const innerKind = await kindOf(inner, folder);
-          if (innerKind === 'file') listing.files.push(`${entry.name}/${inner.name}`);
-          else if (innerKind === 'directory') listing.folders.push(`${entry.name}/${inner.name}`);
-        }
+      const listing = { files: [] as string[], folders: [] as string[], refused: [] as SkippedFile[] };
+      const add = (entry: FolderEntry, prefix: string): void => {
+        const source = `${prefix}${entry.name}`;
+        if ('refused' in entry) listing.refused.push({ source, reason: entry.refused });
+        else (entry.kind === 'file' ? listing.files : listing.folders).push(source);
+      };
+      for (const entry of await readFolder(folder, '')) {
+        add(entry, '');
+        if (!('kind' in entry) || entry.kind !== 'directory') continue;
+        for (const inner of await readFolder(folder, entry.name)) add(inner, `${entry.name}/`);
       }
       return listing;
     },
     async read(file) {
-      try {
-        return await fs.readFile(path.join(directory, ...file.split('/')));
-      } catch (err) {
-        const { code, message } = err as NodeJS.ErrnoException;
-        if (code === 'EACCES' || code === 'EPERM') return { reason: 'unreadable: permission denied' };
-        if (code === 'ENOENT') return { reason: 'disappeared while the dataset was being read' };
-        return { reason: `unreadable: ${message}` };
-      }
+      return (await open()).readFile(file);
     },
   };
 }
 
-async function readFolder(directory: string): Promise<Dirent[]> {
-  return fs.readdir(directory, { withFileTypes: true }).catch((err: unknown) => {
-    throw datasetFailure(err, directory);
+async function readFolder(folder: ConfinedFolder, relative: string): Promise<FolderEntry[]> {
+  return folder.entries(relative).catch((err: unknown) => {
+    throw datasetFailure(err, path.join(folder.root, relative));
   });
-}
-
-/** Symlinked images are common (links into a photo library): follow links to decide. */
-async function kindOf(entry: Dirent, directory: string): Promise<'file' | 'directory' | 'other'> {
-  if (entry.isFile()) return 'file';
-  if (entry.isDirectory()) return 'directory';
-  if (!entry.isSymbolicLink()) return 'other';
-  try {
-    const target = await fs.stat(path.join(directory, entry.name));
-    return target.isDirectory() ? 'directory' : target.isFile() ? 'file' : 'other';
-  } catch {
-    // A broken link to an image is still reported, as unreadable, rather than silently dropped.
-    return 'file';
-  }
 }
 
 function datasetFailure(err: unknown, directory: string): unknown {
@@ -122,13 +105,19 @@ function storeDataset(uri: string, deps: Pick<ActivityDeps, 'openStore'>): Datas
       }
       const folders = new Set<string>();
       const files: string[] = [];
+      const refused: SkippedFile[] = [];
       for (const key of keys) {
+        const problem = keyProblem(key);
+        if (problem !== undefined) {
+          refused.push({ source: key, reason: problem });
+          continue;
+        }
         const parts = key.split('/');
         if (parts.length > 1) folders.add(parts[0]);
         if (parts.length > 2) folders.add(`${parts[0]}/${parts[1]}`);
         if (parts.length <= 2) files.push(key);
       }
-      return { files, folders: [...folders] };
+      return { files, folders: [...folders], refused };
     },
     async read(file) {
       try {

@@ -15,7 +15,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
 import { z } from 'zod';
-import { ObjectNotFoundError } from '../adapters/store/types';
+import { KeyRejectedError, ObjectNotFoundError } from '../adapters/store/types';
 import { planDataset, INPUT_EXTENSIONS } from '../lib/image/dataset';
 import { findDuplicates } from '../lib/image/duplicates';
 import { OUTPUT_EXTENSION, PreprocessOptions } from '../lib/image/options';
@@ -285,13 +285,23 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
       };
     }
 
+    /** A key the store refuses is that file's problem; anything else (disk full, throttling) fails the batch, retryably. */
+    async function processImageOrSkip(planned: PreprocessPlanFile['images'][number]): Promise<Outcome> {
+      try {
+        return await processImage(planned);
+      } catch (err) {
+        if (!(err instanceof KeyRejectedError)) throw err;
+        return { skipped: { source: planned.source, reason: `cannot be written to the work store as ${err.key}: ${err.reason}` } };
+      }
+    }
+
     await Promise.all(
       images.map((planned, i) =>
         inFlight(async () => {
           // Activities learn of cancellation through heartbeats; stop taking new images once cancelled.
           cancelled.throwIfAborted();
           if (stopped.signal.aborted) return;
-          const outcome = await processImage(planned);
+          const outcome = await processImageOrSkip(planned);
           if ('skipped' in outcome && plan.options.strict) {
             stopped.abort();
             throw strictFailure(outcome.skipped);

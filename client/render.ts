@@ -181,10 +181,34 @@ export function summaryLines(snapshot: RunSnapshot): string[] {
     ['note', snapshot.statusNote],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
-  const lines = rows.filter(([, value]) => value !== undefined).map(([label, value]) => `${`${label}:`.padEnd(width)}${value}`);
+  const lines = rows.filter(([, value]) => value !== undefined).flatMap(([label, value]) => [
+    `${`${label}:`.padEnd(width)}${value}`,
+    ...(label === 'images' ? skippedLines(snapshot, width) : []),
+  ]);
   return status.stage === 'awaiting_review' && snapshot.execution === 'RUNNING'
     ? [...lines, ...reviewHintLines(snapshot.workflowId)]
     : lines;
+}
+
+/** A skipped file and why; names are quoted when they hold characters a terminal would not show plainly. */
+export function skippedFileLines(files: readonly { source: string; reason: string }[]): string[] {
+  return files.map((file) => `  ${printableName(file.source)}: ${file.reason}`);
+}
+
+export function printableName(name: string): string {
+  return /^[^\p{C}]*$/u.test(name) ? name : JSON.stringify(name);
+}
+
+/** Under the image counts: the first skipped files with why, and where the rest are. */
+function skippedLines(snapshot: RunSnapshot, width: number): string[] {
+  const skipped = snapshot.skippedFiles;
+  const total = snapshot.status.images?.skipped ?? 0;
+  if (!skipped || total === 0) return [];
+  const indent = ' '.repeat(width);
+  return [
+    ...skippedFileLines(skipped.first).map((line) => `${indent}${line.trimStart()}`),
+    ...(total > skipped.first.length ? [`${indent}… ${total - skipped.first.length} more in ${skipped.manifestUri}`] : []),
+  ];
 }
 
 /** `lora status` without --follow: the summary, then live progress and retries of pending activities. */

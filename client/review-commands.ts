@@ -12,7 +12,7 @@ import { ApprovePayload, CaptionEdits, EditCaptionsPayload, imageRefOf, RejectPa
 import { flagName, formatIssuesNamingFlags, parseFlags, positiveInteger } from './flags';
 import { approveRun, editCaptions, openWorkStore, readReviewDetails, rejectRun } from './review';
 import { startReviewServer } from './review-page/server';
-import { decisionLines, editResultLines, pageOfIssues, reviewLines } from './review-render';
+import { decisionLines, editResultLines, pageOf, pageOfIssues, reviewLines, SKIPPED_PREVIEW } from './review-render';
 
 /** What the commands borrow from cli.ts: one connection per command, and --json aware output. */
 export interface CliContext {
@@ -31,16 +31,23 @@ export function addReviewCommands(program: Command, cli: CliContext): void {
   const review = program.command('review').description('review a run\'s captions: show issues, edit captions, approve, reject, or serve a review page');
   review
     .command('show <id>')
-    .description('review state, caption issue counts and one page of issues (read from the worker\'s work store)')
-    .option('--page <n>', 'page of issues to show', positiveInteger, 1)
-    .option('--page-size <n>', 'issues per page', positiveInteger, 20)
+    .description('review state, caption issue counts and one page of issues, or of the files preprocessing skipped (read from the worker\'s work store)')
+    .option('--page <n>', 'page of issues (or skipped files) to show', positiveInteger, 1)
+    .option('--page-size <n>', 'issues (or skipped files) per page', positiveInteger, 20)
     .addOption(new Option('--severity <level>', 'only issues of this severity').choices(['error', 'warning', 'info']))
-    .action(async (workflowId: string, options: { page: number; pageSize: number; severity?: 'error' | 'warning' | 'info' }, command: Command) => {
+    .option('--skipped', 'list the files preprocessing left out, with why, instead of the issues')
+    .action(async (workflowId: string, options: ShowFlags, command: Command) => {
       const store = openWorkStore();
       const details = await cli.withClient((client) => readReviewDetails(client, store, workflowId));
-      const page = pageOfIssues(details.issues, options);
-      const { issues: _all, ...summary } = details;
-      cli.report(command, { ...summary, issues: page }, reviewLines(details, page));
+      const { issues: _issues, skipped: _skipped, ...summary } = details;
+      if (options.skipped) {
+        const skipped = pageOf(details.skipped, options);
+        cli.report(command, { ...summary, skipped }, reviewLines(details, { skipped }));
+      } else {
+        const issues = pageOfIssues(details.issues, options);
+        const skipped = pageOf(details.skipped, { page: 1, pageSize: SKIPPED_PREVIEW });
+        cli.report(command, { ...summary, issues, skipped }, reviewLines(details, { issues }));
+      }
     });
 
   review
@@ -100,6 +107,13 @@ function addRejectCommand(parent: Command, cli: CliContext): void {
       const decision = await cli.withClient((client) => rejectRun(client, workflowId, payload));
       cli.report(command, { workflowId, ...decision }, decisionLines(workflowId, decision));
     });
+}
+
+interface ShowFlags {
+  page: number;
+  pageSize: number;
+  severity?: 'error' | 'warning' | 'info';
+  skipped?: boolean;
 }
 
 interface EditFlags {

@@ -12,7 +12,7 @@ import { openStore } from '../adapters/store';
 import { ObjectNotFoundError, type ObjectStore } from '../adapters/store/types';
 import { captionNameFor } from '../lib/kohya/layout';
 import { parseOrThrow } from '../lib/pipeline/input';
-import { DatasetManifest } from '../lib/pipeline/manifest';
+import { DatasetManifest, manifestKeyOf } from '../lib/pipeline/manifest';
 import {
   ApprovePayload,
   EditCaptionsPayload,
@@ -53,11 +53,15 @@ export interface ReviewImage {
   issues: ReportIssue[];
 }
 
-/** What a reviewer reads: the state, every issue, and (for the page) every image with its caption. */
+export type SkippedFile = DatasetManifest['skipped'][number];
+
+/** What a reviewer reads: the state, every issue, every file left out, and (for the page) every image with its caption. */
 export interface ReviewDetails {
   workflowId: string;
   state: ReviewState;
   issues: ReportIssue[];
+  /** Files preprocessing left out, with why, as the manifest lists them; empty until the review has opened. */
+  skipped: SkippedFile[];
   /** Where the report and the contact sheet pages are, as URIs of the work store. */
   reportUri?: string;
   contactSheetUris?: string[];
@@ -75,26 +79,58 @@ export async function readReviewState(client: Client, workflowId: string): Promi
   return client.withDeadline(Date.now() + QUERY_DEADLINE_MS, () => handle.query(reviewStateQuery));
 }
 
-/** The state and the report's issues; the issues are empty until the review has opened. */
+/** The state, the report's issues and the files left out; empty until the review has opened. */
 export async function readReviewDetails(client: Client, store: ObjectStore, workflowId: string): Promise<ReviewDetails> {
+  return (await readReview(client, store, workflowId)).details;
+}
+
+/** The details and every processed image with its caption, from one read of the manifest: what the review page shows. */
+export async function readReviewPage(client: Client, store: ObjectStore, workflowId: string): Promise<{ details: ReviewDetails; images: ReviewImage[] }> {
+  const { details, manifest } = await readReview(client, store, workflowId);
+  return { details, images: manifest ? await readReviewImages(store, manifest, details.issues) : [] };
+}
+
+async function readReview(client: Client, store: ObjectStore, workflowId: string): Promise<{ details: ReviewDetails; manifest?: DatasetManifest }> {
   const state = await readReviewState(client, workflowId);
-  if (!state.captions) return { workflowId, state, issues: [] };
+  if (!state.captions) return { details: { workflowId, state, issues: [], skipped: [] } };
   assertSameStore(store, state);
   const report = parseOrThrow(CaptionReportFile, await readJson(store, state.captions.reportKey), `report ${state.captions.reportKey}`);
-  return {
+  const manifest = state.manifestKey ? await readManifestFile(store, state.manifestKey) : undefined;
+  const details = {
     workflowId,
     state,
     issues: report.issues,
+    skipped: manifest?.skipped ?? [],
     reportUri: store.uriOf(state.captions.reportKey),
     contactSheetUris: state.contactSheetKeys?.map((key) => store.uriOf(key)),
   };
+  return { details, manifest };
+}
+
+/** How many skipped files `lora status` names. */
+export const SKIPPED_IN_STATUS = 3;
+
+/**
+ * The first files a run's preprocessing skipped and where the full list is, for `lora status`;
+ * undefined when the work store cannot be read from here (another machine): the count still shows.
+ */
+export async function readFirstSkipped(store: ObjectStore, workflowId: string): Promise<{ first: SkippedFile[]; manifestUri: string } | undefined> {
+  const manifestKey = manifestKeyOf(workflowId);
+  try {
+    const manifest = await readManifestFile(store, manifestKey);
+    return { first: manifest.skipped.slice(0, SKIPPED_IN_STATUS), manifestUri: store.uriOf(manifestKey) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A run's preprocessing manifest from the work store. */
+export async function readManifestFile(store: ObjectStore, manifestKey: string): Promise<DatasetManifest> {
+  return parseOrThrow(DatasetManifest, await readJson(store, manifestKey), `manifest ${manifestKey}`);
 }
 
 /** Every processed image of the run with its caption and its issues, in manifest order. */
-export async function readReviewImages(store: ObjectStore, details: ReviewDetails): Promise<ReviewImage[]> {
-  const manifestKey = details.state.manifestKey;
-  if (!manifestKey) return [];
-  const manifest = parseOrThrow(DatasetManifest, await readJson(store, manifestKey), `manifest ${manifestKey}`);
+async function readReviewImages(store: ObjectStore, manifest: DatasetManifest, issues: readonly ReportIssue[]): Promise<ReviewImage[]> {
   const limit = pLimit(CAPTION_READ_CONCURRENCY);
   return Promise.all(
     manifest.images.map((image) =>
@@ -102,7 +138,7 @@ export async function readReviewImages(store: ObjectStore, details: ReviewDetail
         name: image.source,
         output: image.output,
         caption: image.caption === null ? null : (await store.get(image.caption)).toString('utf8'),
-        issues: issuesOfImage(details.issues, image.source),
+        issues: issuesOfImage(issues, image.source),
       })),
     ),
   );

@@ -36,6 +36,8 @@ export interface RunSnapshot {
   activities: PendingActivity[];
   /** Set when the status query went unanswered and `status` comes from search attributes only. */
   statusNote?: string;
+  /** The first files preprocessing skipped, read from the manifest where the work store is reachable. */
+  skippedFiles?: { first: { source: string; reason: string }[]; manifestUri: string };
 }
 
 /** Describes a run, refusing workflows of other types so no command acts on them by mistake. */

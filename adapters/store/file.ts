@@ -1,12 +1,12 @@
 /** `file://` object store: a directory tree. Writes go to a temp file and are renamed into place. */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { assertSafeKey, Body, ObjectInfo, ObjectNotFoundError, ObjectStore, PutOptions } from './types';
+import { assertSafeKey, Body, KeyRejectedError, ObjectInfo, ObjectNotFoundError, ObjectStore, PutOptions } from './types';
 
 export class FileStore implements ObjectStore {
   readonly uri: string;
@@ -26,9 +26,17 @@ export class FileStore implements ObjectStore {
   }
 
   async put(key: string, body: Body, _options?: PutOptions): Promise<ObjectInfo> {
+    try {
+      return await this.write(key, body);
+    } catch (err) {
+      throw rejectedKey(err, key);
+    }
+  }
+
+  private async write(key: string, body: Body): Promise<ObjectInfo> {
     const target = this.pathOf(key);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    const temp = `${target}.${randomUUID()}.partial`;
+    const temp = tempNameBeside(target);
     const hash = createHash('sha256');
     let size = 0;
     const source = typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body;
@@ -54,8 +62,12 @@ export class FileStore implements ObjectStore {
 
   async putIfAbsent(key: string, body: Buffer | string, _options?: PutOptions): Promise<boolean> {
     const target = this.pathOf(key);
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    return createExclusive(target, body);
+    try {
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      return await createExclusive(target, body);
+    } catch (err) {
+      throw rejectedKey(err, key);
+    }
   }
 
   async get(key: string): Promise<Buffer> {
@@ -102,7 +114,7 @@ export class FileStore implements ObjectStore {
       throw err;
     }
     for (const entry of entries) {
-      if (!entry.isFile() || entry.name.endsWith('.partial')) continue;
+      if (!entry.isFile() || TEMP_NAME.test(entry.name)) continue;
       const full = path.join(entry.parentPath, entry.name);
       const key = path.relative(this.root, full).split(path.sep).join('/');
       out.push({ key, size: (await fs.stat(full)).size });
@@ -125,6 +137,27 @@ export class FileStore implements ObjectStore {
   }
 }
 
+/** Temp files: short, whatever the target's length, so no name ever exceeds the file system's limit. */
+const TEMP_NAME = /^\.[0-9a-f]{16}\.partial$/;
+
+function tempNameBeside(file: string): string {
+  return path.join(path.dirname(file), `.${randomBytes(8).toString('hex')}.partial`);
+}
+
+/** File-system errors that concern one name, not the store: the name is too long, refused, or blocked by a file. */
+const KEY_ERRORS: Record<string, string> = {
+  ENAMETOOLONG: 'a name is longer than the file system allows',
+  EILSEQ: 'the file system refuses a character in the name',
+  EINVAL: 'the file system refuses the name',
+  EISDIR: 'a folder of that name is in the way',
+  ENOTDIR: 'a file is in the way of one of its folders',
+};
+
+function rejectedKey(err: unknown, key: string): unknown {
+  const reason = KEY_ERRORS[(err as NodeJS.ErrnoException).code ?? ''];
+  return reason === undefined ? err : new KeyRejectedError(key, reason);
+}
+
 export async function sha256OfFile(file: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(file), hash);
@@ -137,7 +170,7 @@ export async function sha256OfFile(file: string): Promise<string> {
  * crash mid-write never leaves a torn file under the real name.
  */
 export async function createExclusive(file: string, content: Buffer | string): Promise<boolean> {
-  const temp = `${file}.${randomUUID()}.partial`;
+  const temp = tempNameBeside(file);
   await fs.writeFile(temp, content);
   try {
     await fs.link(temp, file);

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseS3Uri } from '../../lib/uri';
-import { assertSafeKey, Body, ObjectInfo, ObjectNotFoundError, ObjectStore, PutOptions } from './types';
+import { assertSafeKey, Body, KeyRejectedError, ObjectInfo, ObjectNotFoundError, ObjectStore, PutOptions } from './types';
 import { sha256Hex } from '../../lib/hash';
 
 /** S3 lower-cases user metadata names; this is the one we write and read. */
@@ -40,6 +40,15 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Body, options?: PutOptions): Promise<ObjectInfo> {
+    try {
+      return await this.write(key, body, options);
+    } catch (err) {
+      // S3's one error about the key itself rather than the store.
+      throw errorName(err) === 'KeyTooLongError' ? new KeyRejectedError(key, 'longer than the 1,024 bytes S3 allows') : err;
+    }
+  }
+
+  private async write(key: string, body: Body, options?: PutOptions): Promise<ObjectInfo> {
     const s3Key = this.s3Key(key);
     if (typeof body === 'string' || Buffer.isBuffer(body)) {
       const bytes = Buffer.from(body);

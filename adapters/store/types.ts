@@ -53,9 +53,23 @@ export class ObjectNotFoundError extends Error {
   }
 }
 
+/**
+ * The store cannot hold an object under this key (a name too long for it, a character it refuses,
+ * a folder in the way): a problem of that one object, which callers can skip, not of the store.
+ */
+export class KeyRejectedError extends Error {
+  override readonly name = 'KeyRejectedError';
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`invalid object key "${key}": ${reason}`);
+  }
+}
+
 export function assertSafeKey(key: string): string {
   if (key === '' || key.startsWith('/') || key.includes('\\') || key.split('/').some((p) => p === '..' || p === '.')) {
-    throw new Error(`invalid object key "${key}": keys are relative, "/"-separated and contain no "." or ".." parts`);
+    throw new KeyRejectedError(key, 'keys are relative, "/"-separated and contain no "." or ".." parts');
   }
   return key;
 }

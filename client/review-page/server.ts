@@ -15,7 +15,7 @@ import { PROJECT_ROOT } from '../../adapters/project-paths';
 import type { ObjectStore } from '../../adapters/store/types';
 import { describeError } from '../errors';
 import { imageRefOf } from '../../lib/pipeline/review';
-import { approveRun, editCaptions, issuesOfImage, readReviewDetails, readReviewImages, rejectRun } from '../review';
+import { approveRun, editCaptions, issuesOfImage, readReviewPage, rejectRun } from '../review';
 
 export interface ReviewServerOptions {
   client: Client;
@@ -53,8 +53,7 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
   let contactSheetKeys: string[] = [];
 
   async function reviewData(): Promise<unknown> {
-    const details = await readReviewDetails(client, store, workflowId);
-    const images = await readReviewImages(store, details);
+    const { details, images } = await readReviewPage(client, store, workflowId);
     imageKeys = new Map(images.map((image) => [image.name, image.output]));
     contactSheetKeys = details.state.contactSheetKeys ?? [];
     const aboutImages = new Set(images.flatMap((image) => issuesOfImage(details.issues, image.name)));
@@ -64,6 +63,8 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       contactSheets: contactSheetKeys.map((_, index) => `/contact-sheet/${index + 1}`),
       // Issues about no particular image (orphan captions, the folder name, …).
       datasetIssues: details.issues.filter((issue) => !aboutImages.has(issue)),
+      // Files left out by preprocessing, with why: the reviewer decides knowing what will not train.
+      skipped: details.skipped,
       // `ref` is what an edit names: { image } or, in kohya layout, { folder, image }.
       images: images.map(({ name, caption, issues }) => ({ name, ref: imageRefOf(name), caption, issues, url: `/images/${encodeURIComponent(name)}` })),
     };

@@ -9,6 +9,7 @@ import { captionNameFor, parseKohyaFolder, stemOf } from '../kohya/layout';
 import type { ClipTokenizer } from '../clip/tokenizer';
 import { cleanText, pythonStrip } from '../clip/text';
 import { type CaptionRuleOptions, tokenLimitOf } from './options';
+import { utf8Length } from '../pipeline/review';
 import { captionLines, type InvalidUtf8, layoutOf, normaliseCaption, trainedText } from './text';
 
 export type Severity = keyof IssueCounts;
@@ -18,6 +19,7 @@ export const RULE_SEVERITY = {
   'missing-caption': 'error',
   'empty-caption': 'error',
   'invalid-utf8': 'error',
+  'control-character': 'error',
   'trigger-word-missing': 'error',
   'banned-term': 'error',
   'folder-name': 'error',
@@ -171,6 +173,35 @@ export const invalidUtf8: CaptionFileRule = (image) => {
       `${file} (caption of ${image.file}) is not valid UTF-8 from byte offset ${offset} (${hex}): ` +
         'sd-scripts stops training when it reads the file',
       `Save ${file} with UTF-8 encoding (the byte at offset ${offset} suggests another encoding, such as Latin-1 or Windows-1252).`,
+    ),
+  ];
+};
+
+/**
+ * C0 and C1 controls and DEL, except the tab and the line breaks other rules look at (LF, CR). Such
+ * a character is invisible, passes through to the text encoder, and cannot be shown or kept by review.
+ */
+const CONTROL_CHARACTER = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+const CONTROL_NAMES: Record<number, string> = { 0x00: 'NUL', 0x1b: 'ESC', 0x7f: 'DEL', 0x0b: 'vertical tab', 0x0c: 'form feed', 0x85: 'NEL' };
+
+export const controlCharacter: CaptionFileRule = (image) => {
+  const caption = readableCaption(image);
+  const match = caption === undefined ? null : CONTROL_CHARACTER.exec(caption);
+  if (caption === undefined || match === null) return [];
+  const file = captionNameFor(image.file);
+  const codePoint = match[0].charCodeAt(0);
+  const hex = codePoint.toString(16).toUpperCase().padStart(4, '0');
+  const name = CONTROL_NAMES[codePoint] ? ` (${CONTROL_NAMES[codePoint]})` : '';
+  const offset = utf8Length(caption.slice(0, match.index));
+  const count = caption.match(new RegExp(CONTROL_CHARACTER.source, 'g'))?.length ?? 1;
+  const more = count > 1 ? `, and ${plural(count - 1, 'more control character')}` : '';
+  return [
+    issue(
+      'control-character',
+      file,
+      `${file} (caption of ${image.file}) contains the control character U+${hex}${name} at byte offset ${offset}${more}: ` +
+        `${quote(caption.slice(Math.max(0, match.index - 40), match.index + 40))}; it is invisible, yet the text encoder trains on it`,
+      `Remove the control character${count > 1 ? 's' : ''} from ${file}, or rewrite the caption here in the review.`,
     ),
   ];
 };
@@ -391,6 +422,7 @@ export const folderName: CaptionRule = ({ folders = [] }) =>
 export const CAPTION_FILE_RULES: readonly CaptionFileRule[] = [
   missingCaption,
   invalidUtf8,
+  controlCharacter,
   emptyCaption,
   byteOrderMark,
   crlfLineEndings,

@@ -4,10 +4,16 @@
  * and a name), the caption of each image, and the files skipped before anything is read. Pure.
  */
 import { CAPTION_EXTENSION, IMAGE_EXTENSIONS, isCaptionFile, kohyaFolderName, parseKohyaFolder, stemOf } from '../kohya/layout';
+import { forbiddenCharacterProblem, utf8Length } from '../pipeline/review';
 
 /** Read and converted: sd-scripts cannot read these, so they are written in the output format. */
 export const CONVERTED_EXTENSIONS = ['.tif', '.tiff', '.avif', '.gif'] as const;
 export const INPUT_EXTENSIONS: readonly string[] = [...IMAGE_EXTENSIONS, ...CONVERTED_EXTENSIONS];
+
+/** The longest file name (one path segment) the common file systems hold, in bytes. */
+export const MAX_FILE_NAME_BYTES = 255;
+/** The longest object key S3 accepts, in bytes. */
+export const MAX_KEY_BYTES = 1024;
 
 /** Picture formats people put in datasets that we do not decode: reported, not silently ignored. */
 const UNSUPPORTED_EXTENSIONS = new Set([
@@ -20,6 +26,8 @@ export interface DatasetListing {
   files: readonly string[];
   /** Folders relative to the root: the top-level ones and those one level further down. */
   folders: readonly string[];
+  /** Entries refused while listing (links leading outside, pipes, unusable names), never read. */
+  refused?: readonly SkippedFile[];
 }
 
 export interface PlannedImage {
@@ -66,6 +74,15 @@ export interface DatasetPlanOptions {
   outputExtension: string;
 }
 
+/**
+ * Why a store key cannot name a dataset file, or undefined: an empty, "." or ".." segment would
+ * name another object, or none, once the key is joined to a path.
+ */
+export function keyProblem(key: string): string | undefined {
+  const bad = key.split('/').find((segment) => segment === '' || segment === '.' || segment === '..');
+  return bad === undefined ? undefined : `the key has ${bad === '' ? 'an empty' : `a "${bad}"`} path segment: never read`;
+}
+
 function extensionOf(name: string): string {
   return name.slice(stemOf(name).length).toLowerCase();
 }
@@ -83,7 +100,7 @@ export function planDataset(listing: DatasetListing, options: DatasetPlanOptions
     })
     .sort((a, b) => byName(a.name, b.name));
   const layout = kohyaFolders.length > 0 ? 'kohya' : 'flat';
-  const plan: DatasetPlan = { layout, folders: [], images: [], skipped: [], orphanCaptions: [], ignoredFolders: [] };
+  const plan: DatasetPlan = { layout, folders: [], images: [], skipped: [...(listing.refused ?? [])], orphanCaptions: [], ignoredFolders: [] };
 
   const filesIn = (folder: string | undefined): string[] =>
     listing.files
@@ -144,8 +161,10 @@ function planFolder(plan: DatasetPlan, files: string[], prefix: string, folder: 
     if (!isInputImage(name)) continue;
     const stem = stemOf(name);
     const outputName = `${stem}${options.outputExtension}`;
-    if (stem.includes('\\')) {
-      plan.skipped.push({ source, reason: 'the name cannot be used as a store key (it contains "\\"); rename the file' });
+    const output = `${options.trainDataDir}/${folder}/${outputName}`;
+    const nameProblem = outputNameProblem(name, outputName, output);
+    if (nameProblem !== undefined) {
+      plan.skipped.push({ source, reason: nameProblem });
       continue;
     }
     const first = keptByStem.get(stem);
@@ -159,7 +178,7 @@ function planFolder(plan: DatasetPlan, files: string[], prefix: string, folder: 
       source,
       folder,
       ...(caption !== undefined && { caption: `${prefix}${caption}` }),
-      output: `${options.trainDataDir}/${folder}/${outputName}`,
+      output,
       captionKey: `${options.trainDataDir}/${folder}/${stem}${CAPTION_EXTENSION}`,
     });
   }
@@ -167,4 +186,18 @@ function planFolder(plan: DatasetPlan, files: string[], prefix: string, folder: 
   for (const caption of captions) {
     if (!imageStems.has(stemOf(caption))) plan.orphanCaptions.push(`${prefix}${caption}`);
   }
+}
+
+/** Why an image's name cannot become the names it is written under, or undefined. */
+function outputNameProblem(name: string, outputName: string, output: string): string | undefined {
+  if (name.includes('\\')) return 'the name cannot be used as a store key (it contains "\\"); rename the file';
+  const characters = forbiddenCharacterProblem(name);
+  if (characters !== undefined) return `the name ${characters}: rename the file`;
+  const longest = Math.max(utf8Length(outputName), utf8Length(`${stemOf(outputName)}${CAPTION_EXTENSION}`));
+  if (longest > MAX_FILE_NAME_BYTES) {
+    return `the processed name ${outputName} would be ${longest} bytes, over the ${MAX_FILE_NAME_BYTES}-byte limit on a file name; shorten the name`;
+  }
+  const keyBytes = Math.max(utf8Length(output), utf8Length(`${stemOf(output)}${CAPTION_EXTENSION}`));
+  if (keyBytes > MAX_KEY_BYTES) return `its store key would be ${keyBytes} bytes, over the ${MAX_KEY_BYTES}-byte limit on an S3 key; shorten the name`;
+  return undefined;
 }

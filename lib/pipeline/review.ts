@@ -29,7 +29,8 @@ function codePointLabel(char: string): string {
   return `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
-function forbiddenCharacterProblem(value: string): string | undefined {
+/** What makes a caption or name unusable in a message or a file name, or undefined. */
+export function forbiddenCharacterProblem(value: string): string | undefined {
   const match = FORBIDDEN_CHARACTER.exec(value);
   if (match) return `contains the control character ${codePointLabel(match[0])} at position ${match.index}`;
   const surrogate = LONE_SURROGATE.exec(value);

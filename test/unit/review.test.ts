@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { editPayloadOf } from '../../client/review-commands';
-import { pageOfIssues, reviewLines, type IssuePage } from '../../client/review-render';
+import { pageOf, pageOfIssues, reviewLines, type IssuePage } from '../../client/review-render';
 import { issuesOfImage, type ReportIssue, type ReviewDetails } from '../../client/review';
 import { formatZodError } from '../../lib/pipeline/input';
 import {
@@ -220,15 +220,29 @@ describe('issues in pages', () => {
       edits: { batches: 1, captions: 2, editors: ['ada'] },
       ignoredSignals: [{ signal: 'approve', reviewer: 'eve', why: '2 caption errors remain', at: '2026-01-02T00:00:00.000Z' }],
     };
-    const details: ReviewDetails = { workflowId: 'r', state, issues, reportUri: 'file:///w/runs/r/caption-report.json' };
+    const skipped = [
+      ...['1', '2', '3', '4', '5'].map((n) => ({ source: `link${n}.txt`, reason: 'symbolic link leads outside the dataset: never opened' })),
+      { source: 'bad\nname.png', reason: 'the name contains the control character U+000A at position 3: rename the file' },
+    ];
+    const details: ReviewDetails = { workflowId: 'r', state, issues, skipped, reportUri: 'file:///w/runs/r/caption-report.json' };
     const page: IssuePage = pageOfIssues(issues, { page: 1, pageSize: 2 });
-    expect(reviewLines(details, page)).toEqual([
+    const next = [
+      'edit:    lora review edit r --reviewer <name> --image <name.jpg> --caption <text>   (or --file edits.json)',
+      'approve: lora review approve r --reviewer <name> [--comment <text>] [--force]',
+      'reject:  lora review reject r --reviewer <name> --reason <text>',
+      'page:    lora review serve r',
+    ];
+    const summary = [
       'run:      r',
       'review:   awaiting a decision since 2026-01-01T00:00:00.000Z, times out at 2026-01-08T00:00:00.000Z',
       'captions: 2 errors · 1 warning · 1 info',
+      'skipped:  6 files left out by preprocessing',
       'edits:    2 captions rewritten in 1 edit by ada',
       'report:   file:///w/runs/r/caption-report.json',
       'ignored approve signal from eve at 2026-01-02T00:00:00.000Z: 2 caption errors remain',
+    ];
+    expect(reviewLines(details, { issues: page })).toEqual([
+      ...summary,
       '',
       'issues 1-2 of 4 (page 1/2):',
       '  ERROR   missing-caption  a.jpg',
@@ -239,10 +253,20 @@ describe('issues in pages', () => {
       '          fix: fix b.txt',
       '  more: lora review show r --page 2',
       '',
-      'edit:    lora review edit r --reviewer <name> --image <name.jpg> --caption <text>   (or --file edits.json)',
-      'approve: lora review approve r --reviewer <name> [--comment <text>] [--force]',
-      'reject:  lora review reject r --reviewer <name> --reason <text>',
-      'page:    lora review serve r',
+      'skipped files 1-5 of 6:',
+      ...['1', '2', '3', '4', '5'].map((n) => `  link${n}.txt: symbolic link leads outside the dataset: never opened`),
+      '  all: lora review show r --skipped',
+      '',
+      ...next,
+    ]);
+    // --skipped pages through the files left out instead; a name with a control character is quoted.
+    expect(reviewLines(details, { skipped: pageOf(skipped, { page: 2, pageSize: 5 }) })).toEqual([
+      ...summary,
+      '',
+      'skipped files 6-6 of 6 (page 2/2):',
+      '  "bad\\nname.png": the name contains the control character U+000A at position 3: rename the file',
+      '',
+      ...next,
     ]);
   });
 });

@@ -1,0 +1,173 @@
+/**
+ * A local dataset folder read as untrusted input: nothing outside its root is ever opened.
+ *
+ * Regular files and folders are used; a symbolic link only when its real path stays inside the root
+ * (datasets that link their own files keep working); named pipes, sockets and devices never. Files
+ * are opened without following a link swapped in after the check (O_NOFOLLOW), without blocking on
+ * a pipe swapped in (O_NONBLOCK), and the opened descriptor is compared with what was checked
+ * (device and inode) and, where /proc exists, located by the kernel, so a folder swapped for a link
+ * between check and open is caught too. Every refusal is a reason, never an exception.
+ */
+import { constants, type Dirent, type Stats } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** The reasons a dataset entry is refused, fixed wordings that reports and tests can rely on. */
+export const REFUSALS = {
+  linkOutside: 'symbolic link leads outside the dataset: never opened',
+  brokenLink: 'broken symbolic link: its target does not exist',
+  linkLoop: 'symbolic link loop: it never reaches a file',
+  swapped: 'changed into a symbolic link or another file while the dataset was being read: not read',
+  nameNotUtf8: 'the name is not valid UTF-8: rename the file',
+  notRegular: (what: string) => `not a regular file (${what}): never opened`,
+} as const;
+
+export type EntryKind = 'file' | 'directory';
+
+/** One name in a folder: what it is, or why it is refused. */
+export type FolderEntry = { name: string; kind: EntryKind } | { name: string; refused: string };
+
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true });
+const LENIENT_UTF8 = new TextDecoder('utf-8');
+
+export class ConfinedFolder {
+  private constructor(
+    /** The root's real path: every file read must be at or below it. */
+    readonly root: string,
+  ) {}
+
+  /** Resolves the root once (it may itself be a link, e.g. ~/datasets/cat → /mnt/photos/cat); fs errors pass through. */
+  static async open(directory: string): Promise<ConfinedFolder> {
+    return new ConfinedFolder(await fs.realpath(directory));
+  }
+
+  /** The root's own stat, for callers that check it is a folder. */
+  stat(): Promise<Stats> {
+    return fs.stat(this.root);
+  }
+
+  /** The entries of a folder below the root (`''` for the root itself); fs errors on the folder pass through. */
+  async entries(folder: string): Promise<FolderEntry[]> {
+    const directory = this.pathOf(folder);
+    const dirents = await fs.readdir(directory, { withFileTypes: true, encoding: 'buffer' });
+    return Promise.all(dirents.map((dirent) => this.entryOf(directory, dirent)));
+  }
+
+  /** A file's bytes, or why it is not read. */
+  async readFile(file: string): Promise<Buffer | { reason: string }> {
+    const full = this.pathOf(file);
+    let checked: Stats;
+    let target = full;
+    try {
+      checked = await fs.lstat(full);
+      if (checked.isSymbolicLink()) {
+        const resolved = await this.resolveLink(full);
+        if ('reason' in resolved) return resolved;
+        ({ real: target, stat: checked } = resolved);
+      }
+    } catch (err) {
+      return { reason: readFailure(err) };
+    }
+    if (!checked.isFile()) return { reason: checked.isDirectory() ? 'a folder, not a file' : REFUSALS.notRegular(kindName(checked)) };
+    return this.readChecked(target, checked);
+  }
+
+  /**
+   * Reads `file` only if it is still the regular file `checked` describes and lies inside the root.
+   * Exposed for the race test: a caller that checked a path and then finds it swapped gets a reason.
+   */
+  async readChecked(file: string, checked: Pick<Stats, 'dev' | 'ino'>): Promise<Buffer | { reason: string }> {
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, READ_FLAGS);
+    } catch (err) {
+      return { reason: (err as NodeJS.ErrnoException).code === 'ELOOP' ? REFUSALS.swapped : readFailure(err) };
+    }
+    try {
+      const opened = await handle.stat();
+      if (!opened.isFile() || opened.dev !== checked.dev || opened.ino !== checked.ino) return { reason: REFUSALS.swapped };
+      const where = await openedPath(handle);
+      if (where !== undefined && !this.contains(where)) return { reason: REFUSALS.swapped };
+      return await handle.readFile();
+    } catch (err) {
+      return { reason: readFailure(err) };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private pathOf(relative: string): string {
+    return relative === '' ? this.root : path.join(this.root, ...relative.split('/'));
+  }
+
+  private contains(real: string): boolean {
+    return real === this.root || real.startsWith(`${this.root}${path.sep}`);
+  }
+
+  private async entryOf(directory: string, dirent: Dirent<Buffer>): Promise<FolderEntry> {
+    let name: string;
+    try {
+      name = FATAL_UTF8.decode(dirent.name);
+    } catch {
+      return { name: LENIENT_UTF8.decode(dirent.name), refused: REFUSALS.nameNotUtf8 };
+    }
+    if (dirent.isFile()) return { name, kind: 'file' };
+    if (dirent.isDirectory()) return { name, kind: 'directory' };
+    const full = path.join(directory, name);
+    try {
+      // Some file systems do not report the type in the listing: ask.
+      const stat = dirent.isSymbolicLink() ? undefined : await fs.lstat(full);
+      if (stat && !stat.isSymbolicLink()) return stat.isFile() ? { name, kind: 'file' } : stat.isDirectory() ? { name, kind: 'directory' } : { name, refused: REFUSALS.notRegular(kindName(stat)) };
+      const resolved = await this.resolveLink(full);
+      if ('reason' in resolved) return { name, refused: resolved.reason };
+      if (resolved.stat.isFile()) return { name, kind: 'file' };
+      if (resolved.stat.isDirectory()) return { name, kind: 'directory' };
+      return { name, refused: REFUSALS.notRegular(`a link to ${kindName(resolved.stat)}`) };
+    } catch (err) {
+      return { name, refused: readFailure(err) };
+    }
+  }
+
+  /** Where a link leads, if that is inside the root; its target is stat'ed only then. */
+  private async resolveLink(link: string): Promise<{ real: string; stat: Stats } | { reason: string }> {
+    let real: string;
+    try {
+      real = await fs.realpath(link);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { reason: REFUSALS.brokenLink };
+      if (code === 'ELOOP') return { reason: REFUSALS.linkLoop };
+      throw err;
+    }
+    if (!this.contains(real)) return { reason: REFUSALS.linkOutside };
+    return { real, stat: await fs.stat(real) };
+  }
+}
+
+/** The path the kernel has for an open descriptor (Linux); undefined where /proc cannot tell. */
+async function openedPath(handle: fs.FileHandle): Promise<string | undefined> {
+  try {
+    return await fs.readlink(`/proc/self/fd/${handle.fd}`);
+  } catch {
+    return undefined;
+  }
+}
+
+function kindName(stat: Stats): string {
+  if (stat.isFIFO()) return 'a named pipe';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isCharacterDevice()) return 'a character device';
+  if (stat.isBlockDevice()) return 'a block device';
+  if (stat.isDirectory()) return 'a folder';
+  return 'an unknown kind of file';
+}
+
+/** One file's read error as its skip reason. */
+export function readFailure(err: unknown): string {
+  const { code, message } = err as NodeJS.ErrnoException;
+  if (code === 'EACCES' || code === 'EPERM') return 'unreadable: permission denied';
+  if (code === 'ENOENT') return 'disappeared while the dataset was being read';
+  if (code === 'ELOOP') return REFUSALS.linkLoop;
+  return `unreadable: ${message}`;
+}
