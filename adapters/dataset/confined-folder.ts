@@ -57,20 +57,18 @@ export class ConfinedFolder {
   /** A file's bytes, or why it is not read. */
   async readFile(file: string): Promise<Buffer | { reason: string }> {
     const full = this.pathOf(file);
-    let checked: Stats;
-    let target = full;
+    let located: Awaited<ReturnType<ConfinedFolder['resolveInside']>>;
     try {
-      checked = await fs.lstat(full);
-      if (checked.isSymbolicLink()) {
-        const resolved = await this.resolveLink(full);
-        if ('reason' in resolved) return resolved;
-        ({ real: target, stat: checked } = resolved);
-      }
+      await fs.lstat(full); // a missing file is gone, not a broken link
+      // Resolved whether or not the file itself is a link: a folder on the way may be one.
+      located = await this.resolveInside(full);
     } catch (err) {
       return { reason: readFailure(err) };
     }
-    if (!checked.isFile()) return { reason: checked.isDirectory() ? 'a folder, not a file' : REFUSALS.notRegular(kindName(checked)) };
-    return this.readChecked(target, checked);
+    if ('reason' in located) return located;
+    const { real, stat } = located;
+    if (!stat.isFile()) return { reason: stat.isDirectory() ? 'a folder, not a file' : REFUSALS.notRegular(kindName(stat)) };
+    return this.readChecked(real, stat);
   }
 
   /**
@@ -119,7 +117,7 @@ export class ConfinedFolder {
       // Some file systems do not report the type in the listing: ask.
       const stat = dirent.isSymbolicLink() ? undefined : await fs.lstat(full);
       if (stat && !stat.isSymbolicLink()) return stat.isFile() ? { name, kind: 'file' } : stat.isDirectory() ? { name, kind: 'directory' } : { name, refused: REFUSALS.notRegular(kindName(stat)) };
-      const resolved = await this.resolveLink(full);
+      const resolved = await this.resolveInside(full);
       if ('reason' in resolved) return { name, refused: resolved.reason };
       if (resolved.stat.isFile()) return { name, kind: 'file' };
       if (resolved.stat.isDirectory()) return { name, kind: 'directory' };
@@ -129,8 +127,8 @@ export class ConfinedFolder {
     }
   }
 
-  /** Where a link leads, if that is inside the root; its target is stat'ed only then. */
-  private async resolveLink(link: string): Promise<{ real: string; stat: Stats } | { reason: string }> {
+  /** Where a path really leads, if that is inside the root; the target is stat'ed only then. */
+  private async resolveInside(link: string): Promise<{ real: string; stat: Stats } | { reason: string }> {
     let real: string;
     try {
       real = await fs.realpath(link);

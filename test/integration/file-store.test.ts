@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { FileStore } from '../../adapters/store/file';
-import { ObjectNotFoundError } from '../../adapters/store/types';
+import { KeyRejectedError, ObjectNotFoundError } from '../../adapters/store/types';
 
 let root: string;
 let store: FileStore;
@@ -44,4 +44,18 @@ test('putIfAbsent: of many concurrent writers exactly one wins, and no partial f
 
 test.each(['../escape.txt', '/abs.txt', 'a/./b.txt', 'a\\b.txt', ''])('rejects the unsafe key %j', async (key) => {
   await expect(store.put(key, 'x')).rejects.toThrow(/invalid object key/);
+});
+
+test('a 255-byte name is written whole (temp names are short), and a name past the limit is the key\'s problem, not the store\'s', async () => {
+  const longest = `dir/${'a'.repeat(251)}.png`;
+  await store.put(longest, Buffer.from('x'));
+  expect(await store.putIfAbsent(`dir/${'b'.repeat(251)}.txt`, 'y')).toBe(true);
+  expect((await store.list('dir')).map((o) => o.key)).toEqual([longest, `dir/${'b'.repeat(251)}.txt`]);
+  expect(await fs.readdir(path.join(root, 'dir'))).toHaveLength(2); // no temp file left behind
+
+  const tooLong = `dir/${'c'.repeat(256)}.png`;
+  await expect(store.put(tooLong, Buffer.from('x'))).rejects.toThrow(new KeyRejectedError(tooLong, 'a name is longer than the file system allows'));
+  await expect(store.putIfAbsent(tooLong, 'x')).rejects.toBeInstanceOf(KeyRejectedError);
+  await expect(store.put('../escape.txt', 'x')).rejects.toBeInstanceOf(KeyRejectedError);
+  expect(await fs.readdir(path.join(root, 'dir'))).toHaveLength(2);
 });

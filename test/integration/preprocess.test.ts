@@ -10,6 +10,7 @@ import sharp, { type Sharp } from 'sharp';
 import type { ActivityDeps } from '../../activities/deps';
 import { makePreprocessActivities, PreprocessInput } from '../../activities/preprocess';
 import { FileStore } from '../../adapters/store/file';
+import { KeyRejectedError } from '../../adapters/store/types';
 import { layoutPage } from '../../lib/image/contact-sheet';
 import { DatasetManifest } from '../../lib/pipeline/manifest';
 import type { ActivityProgress } from '../../lib/pipeline/status';
@@ -573,5 +574,41 @@ describe('preprocessing failures', () => {
     const { result } = await preprocess(input({ runId: 'run-partly', dataset: partly }));
     expect(result.counts).toEqual({ found: 2, kept: 1, skipped: 1 });
     expect((await readManifest(result.manifestKey)).skipped).toEqual([{ source: 'secret.jpg', reason: 'unreadable: permission denied' }]);
+  });
+});
+
+describe('preprocess: a write the store refuses', () => {
+  /** A work store that fails writes of keys matching `refuse` with `error`. */
+  function failingStore(refuse: RegExp, error: () => Error): FileStore {
+    const failing = Object.create(workStore) as FileStore;
+    failing.put = (key, body, options) => (refuse.test(key) ? Promise.reject(error()) : workStore.put(key, body, options));
+    return failing;
+  }
+
+  it('skips the one file whose key the store refuses, naming the key and why, and keeps the rest', async () => {
+    const dataset = path.join(tmp, 'refused-key');
+    await writeFiles(dataset, { 'ok.jpg': await pattern(600, 600, 21).jpeg().toBuffer(), 'refused.jpg': await pattern(600, 600, 22).jpeg().toBuffer() });
+    const store = failingStore(/refused\.png$/, () => new KeyRejectedError('runs/run-refused/dataset/10_sks dog/refused.png', 'a name is longer than the file system allows'));
+    const { result } = await preprocess(input({ runId: 'run-refused', dataset }), { ...deps, workStore: store });
+    expect(result.counts).toEqual({ found: 2, kept: 1, skipped: 1 });
+    expect((await readManifest(result.manifestKey)).skipped).toEqual([
+      {
+        source: 'refused.jpg',
+        reason: 'cannot be written to the work store as runs/run-refused/dataset/10_sks dog/refused.png: a name is longer than the file system allows',
+      },
+    ]);
+  });
+
+  it('fails the batch, retryably, when the store itself cannot write (disk full)', async () => {
+    const dataset = path.join(tmp, 'disk-full');
+    await writeFiles(dataset, { 'ok.jpg': await pattern(600, 600, 23).jpeg().toBuffer() });
+    const diskFull = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const store = failingStore(/\/dataset\//, diskFull);
+    const error = await preprocess(input({ runId: 'run-disk-full', dataset }), { ...deps, workStore: store }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toMatchObject({ code: 'ENOSPC' });
+    expect(error).not.toBeInstanceOf(ApplicationFailure);
   });
 });

@@ -11,6 +11,7 @@ import {
   CaptionRuleContext,
   checkCaption,
   checkCaptions,
+  controlCharacter,
   crlfLineEndings,
   duplicateCaption,
   emptyCaption,
@@ -84,6 +85,27 @@ describe('caption rules', () => {
     expect(issues[0].message).toMatch(/not valid UTF-8 from byte offset 7 \(0xE9\)/);
     expect(issues[0].fix).toContain('offset 7');
     expect(checkCaption(latin1, contextWith({ triggerWord: 'dog', bannedTerms: ['caf'] })).map((i) => i.rule)).toEqual(['invalid-utf8']);
+  });
+
+  it('control-character: NUL and other controls are an error quoting the code point, its byte offset and the text around it', () => {
+    const nul = image('n.png', 'sks café\u0000dog, \u001b[31mred');
+    const issues = controlCharacter(nul, contextWith());
+    expect(issues).toEqual([
+      expect.objectContaining({
+        rule: 'control-character',
+        severity: 'error',
+        file: 'n.txt',
+        // "é" is two bytes: the NUL is the 9th character but at byte 9.
+        message: 'n.txt (caption of n.png) contains the control character U+0000 (NUL) at byte offset 9, and 1 more control character: ' +
+          '"sks café\\u0000dog, \\u001b[31mred"; it is invisible, yet the text encoder trains on it',
+      }),
+    ]);
+    expect(issues[0].fix).toBe('Remove the control characters from n.txt, or rewrite the caption here in the review.');
+    expect(checkCaptions({ images: [nul], orphanCaptions: [] }, contextWith()).counts.error).toBe(1);
+    // Tabs and line breaks are not controls here (other rules look at line breaks); C1 controls and DEL are.
+    expect(controlCharacter(image('t.png', 'sks\tdog\r\nsecond line\n'), contextWith())).toEqual([]);
+    expect(controlCharacter(image('c.png', 'sks dog\u0085'), contextWith())[0].message).toContain('U+0085 (NEL) at byte offset 7:');
+    expect(controlCharacter(image('d.png', '\u007f'), contextWith())[0].message).toContain('U+007F (DEL) at byte offset 0:');
   });
 
   it('byte-order-mark: info, and the text after the mark is what the other rules check', () => {

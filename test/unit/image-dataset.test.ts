@@ -1,4 +1,4 @@
-import { planDataset, type DatasetPlanOptions } from '../../lib/image/dataset';
+import { keyProblem, MAX_FILE_NAME_BYTES, planDataset, type DatasetPlanOptions } from '../../lib/image/dataset';
 import { batchCount, batchImages } from '../../lib/image/stage-files';
 
 const options: DatasetPlanOptions = { repeats: 10, concept: 'sks dog', trainDataDir: 'runs/r/dataset', outputExtension: '.png' };
@@ -67,6 +67,49 @@ describe('planDataset: kohya layout', () => {
     expect(plan.skipped).toEqual([{ source: 'root.jpg', reason: expect.stringContaining('in the dataset root, outside the training folders (10_dog/, 5_cat/)') }]);
     expect(plan.ignoredFolders).toEqual(['0_bad', '5_cat/raw', 'photos']);
     expect(plan.orphanCaptions).toEqual(['5_cat/z.txt']);
+  });
+});
+
+describe('planDataset: names that cannot be written, and entries refused while listing', () => {
+  it('skips names with control characters and names whose processed name or key would be too long, naming the limit', () => {
+    const long = `${'é'.repeat(125)}.png`; // 254 bytes: as a .webp, 255; its caption 254
+    const tooLong = `${'x'.repeat(251)}.png`; // 255 bytes: as a .webp, 256
+    const plan = planDataset(
+      { files: ['ok.png', 'tab\there.png', 'new\nline.jpg', long, tooLong], folders: [] },
+      { ...options, outputExtension: '.webp' },
+    );
+    expect(plan.images.map((image) => image.source)).toEqual(['ok.png', long]);
+    expect(plan.skipped).toEqual([
+      { source: 'new\nline.jpg', reason: 'the name contains the control character U+000A at position 3: rename the file' },
+      { source: 'tab\there.png', reason: 'the name contains the control character U+0009 at position 3: rename the file' },
+      {
+        source: tooLong,
+        reason: `the processed name ${'x'.repeat(251)}.webp would be 256 bytes, over the ${MAX_FILE_NAME_BYTES}-byte limit on a file name; shorten the name`,
+      },
+    ]);
+    const deep = planDataset({ files: ['a.png'], folders: [] }, { ...options, trainDataDir: `runs/${'r'.repeat(1000)}/dataset` });
+    expect(deep.skipped[0].reason).toMatch(/^its store key would be 1030 bytes, over the 1024-byte limit on an S3 key/);
+  });
+
+  it('reports what the listing refused beside what planning skipped, in one sorted list', () => {
+    const plan = planDataset(
+      { files: ['b.png', 'z.heic'], folders: [], refused: [{ source: 'a.png', reason: 'symbolic link leads outside the dataset: never opened' }] },
+      options,
+    );
+    expect(plan.images.map((image) => image.source)).toEqual(['b.png']);
+    expect(plan.skipped.map((file) => file.source)).toEqual(['a.png', 'z.heic']);
+  });
+
+  it.each([
+    ['a.png', undefined],
+    ['10_dog/a.png', undefined],
+    ['../a.png', 'the key has a ".." path segment: never read'],
+    ['10_dog/../../x.png', 'the key has a ".." path segment: never read'],
+    ['./a.png', 'the key has a "." path segment: never read'],
+    ['10_dog//a.png', 'the key has an empty path segment: never read'],
+    ['/a.png', 'the key has an empty path segment: never read'],
+  ])('keyProblem(%j) is %j', (key, problem) => {
+    expect(keyProblem(key)).toBe(problem);
   });
 });
 
