@@ -139,6 +139,25 @@ describe('status output', () => {
     ]);
   });
 
+  it('names the first skipped files under the counts, and where the rest are', () => {
+    const first = [
+      { source: '10_acme/linkcap.txt', reason: 'symbolic link leads outside the dataset: never opened' },
+      { source: '10_acme/fifo.png', reason: 'not a regular file (a named pipe): never opened' },
+      { source: 'new\nline.png', reason: 'the name contains the control character U+000A at position 3: rename the file' },
+    ];
+    const base = snapshot({ stage: 'awaiting_review', images: { found: 9, kept: 4, skipped: 5 } });
+    const lines = summaryLines({ ...base, skippedFiles: { first, manifestUri: 'file:///w/runs/r/manifest.json' } });
+    expect(lines.slice(3, 8)).toEqual([
+      'images:     9 found · 4 kept · 5 skipped',
+      '            10_acme/linkcap.txt: symbolic link leads outside the dataset: never opened',
+      '            10_acme/fifo.png: not a regular file (a named pipe): never opened',
+      '            "new\\nline.png": the name contains the control character U+000A at position 3: rename the file',
+      '            … 2 more in file:///w/runs/r/manifest.json',
+    ]);
+    // Where the work store cannot be read from here, the count alone.
+    expect(summaryLines(base)[4]).toMatch(/^review:/);
+  });
+
   it('tells a waiting reviewer what to type', () => {
     const lines = summaryLines(snapshot({ stage: 'awaiting_review' }));
     expect(lines).toContain('review:     waiting for a reviewer');
