@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
-import { ConfinedFolder, type FolderEntry } from '../adapters/dataset/confined-folder';
+import { ConfinedFolder } from '../adapters/dataset/confined-folder';
 import { ObjectNotFoundError } from '../adapters/store/types';
 import { keyProblem, type DatasetListing, type SkippedFile } from '../lib/image/dataset';
 import type { ActivityDeps } from './deps';
@@ -15,8 +15,11 @@ export interface DatasetReader {
   /** Absolute path or URI, for messages and the manifest. */
   location: string;
   list(): Promise<DatasetListing>;
-  /** A file's bytes, or why it could not be read (a per-file problem, recorded as a skip). */
-  read(file: string): Promise<Buffer | { reason: string }>;
+  /**
+   * A file's bytes, or why it could not be read (a per-file problem, recorded as a skip). Local
+   * files larger than `maxBytes` are not read; an object store's are (its sizes come from a listing).
+   */
+  read(file: string, maxBytes?: number): Promise<Buffer | { reason: string }>;
 }
 
 export function openDataset(dataset: string, deps: Pick<ActivityDeps, 'openStore'>): DatasetReader {
@@ -51,29 +54,15 @@ function localDataset(directory: string): DatasetReader {
           'DatasetNotADirectory',
         );
       }
-      const listing = { files: [] as string[], folders: [] as string[], refused: [] as SkippedFile[] };
-      const add = (entry: FolderEntry, prefix: string): void => {
-        const source = `${prefix}${entry.name}`;
-        if ('refused' in entry) listing.refused.push({ source, reason: entry.refused });
-        else (entry.kind === 'file' ? listing.files : listing.folders).push(source);
-      };
-      for (const entry of await readFolder(folder, '')) {
-        add(entry, '');
-        if (!('kind' in entry) || entry.kind !== 'directory') continue;
-        for (const inner of await readFolder(folder, entry.name)) add(inner, `${entry.name}/`);
-      }
-      return listing;
+      // sd-scripts reads `<repeats>_<name>/` folders and nothing deeper.
+      return folder.list(1).catch((err: unknown) => {
+        throw datasetFailure(err, directory);
+      });
     },
-    async read(file) {
-      return (await open()).readFile(file);
+    async read(file, maxBytes) {
+      return (await open()).readFile(file, maxBytes);
     },
   };
-}
-
-async function readFolder(folder: ConfinedFolder, relative: string): Promise<FolderEntry[]> {
-  return folder.entries(relative).catch((err: unknown) => {
-    throw datasetFailure(err, path.join(folder.root, relative));
-  });
 }
 
 function datasetFailure(err: unknown, directory: string): unknown {

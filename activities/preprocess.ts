@@ -16,7 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { KeyRejectedError, ObjectNotFoundError } from '../adapters/store/types';
-import { planDataset, INPUT_EXTENSIONS } from '../lib/image/dataset';
+import { planDataset, INPUT_EXTENSIONS, MAX_CAPTION_FILE_BYTES, MAX_IMAGE_FILE_BYTES } from '../lib/image/dataset';
 import { findDuplicates } from '../lib/image/duplicates';
 import { OUTPUT_EXTENSION, PreprocessOptions } from '../lib/image/options';
 import {
@@ -240,11 +240,11 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
 
     async function processImage(planned: PreprocessPlanFile['images'][number]): Promise<Outcome> {
       const skip = (reason: string): Outcome => ({ skipped: { source: planned.source, reason } });
-      const bytes = await reader.read(planned.source);
+      const bytes = await reader.read(planned.source, MAX_IMAGE_FILE_BYTES);
       if ('reason' in bytes) return skip(bytes.reason);
       let caption: Buffer | undefined;
       if (planned.caption !== undefined) {
-        const read = await reader.read(planned.caption);
+        const read = await reader.read(planned.caption, MAX_CAPTION_FILE_BYTES);
         if ('reason' in read) return skip(`caption ${planned.caption}: ${read.reason}`);
         caption = read;
       }

@@ -19,13 +19,24 @@ export const REFUSALS = {
   linkLoop: 'symbolic link loop: it never reaches a file',
   swapped: 'changed into a symbolic link or another file while the dataset was being read: not read',
   nameNotUtf8: 'the name is not valid UTF-8: rename the file',
+  hardLinkOutside: 'hard link to a file that also has a name outside the dataset: never opened (copy the file in instead)',
   notRegular: (what: string) => `not a regular file (${what}): never opened`,
+  tooLarge: (size: number, limit: number) => `${size} bytes, over the ${limit}-byte limit for this kind of file: not read`,
 } as const;
 
-export type EntryKind = 'file' | 'directory';
+/** What a dataset folder holds, as paths relative to its root, `/`-separated. */
+export interface FolderListing {
+  files: string[];
+  folders: string[];
+  /** Entries never opened, with why. */
+  refused: { source: string; reason: string }[];
+}
 
-/** One name in a folder: what it is, or why it is refused. */
-export type FolderEntry = { name: string; kind: EntryKind } | { name: string; refused: string };
+/** One name in a folder: a folder, a file (with where it really is and its stat), or why it is refused. */
+type FolderEntry =
+  | { name: string; kind: 'directory' }
+  | { name: string; kind: 'file'; real: string; stat: Stats }
+  | { name: string; refused: string };
 
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -47,15 +58,53 @@ export class ConfinedFolder {
     return fs.stat(this.root);
   }
 
+  /**
+   * The root's files and folders, descending `depth` folders below the root (sd-scripts reads
+   * `<repeats>_<name>/` one level down: depth 1). Only an error on the root itself is thrown; a
+   * folder below it that cannot be read is refused like a file.
+   */
+  async list(depth: number): Promise<FolderListing> {
+    const listing: FolderListing = { files: [], folders: [], refused: [] };
+    const files: { source: string; real: string; stat: Stats }[] = [];
+    const visit = async (folder: string, entries: FolderEntry[], level: number): Promise<void> => {
+      for (const entry of entries) {
+        const source = folder === '' ? entry.name : `${folder}/${entry.name}`;
+        if ('refused' in entry) listing.refused.push({ source, reason: entry.refused });
+        else if (entry.kind === 'file') files.push({ source, real: entry.real, stat: entry.stat });
+        else if (level >= depth) listing.folders.push(source);
+        else {
+          const inner = await this.entries(source).catch((err: unknown) => ({ failed: readFailure(err) }));
+          if ('failed' in inner) {
+            listing.refused.push({ source, reason: inner.failed });
+            continue;
+          }
+          listing.folders.push(source);
+          await visit(source, inner, level + 1);
+        }
+      }
+    };
+    await visit('', await this.entries(''), 0);
+    // A file with more names than the listing found may be a hard link to something outside.
+    const namesOf = new Map<string, Set<string>>();
+    const identity = (stat: Stats) => `${stat.dev}:${stat.ino}`;
+    for (const file of files) namesOf.set(identity(file.stat), (namesOf.get(identity(file.stat)) ?? new Set()).add(file.real));
+    for (const file of files) {
+      if (file.stat.nlink > (namesOf.get(identity(file.stat))?.size ?? 0)) listing.refused.push({ source: file.source, reason: REFUSALS.hardLinkOutside });
+      else listing.files.push(file.source);
+    }
+    return listing;
+  }
+
   /** The entries of a folder below the root (`''` for the root itself); fs errors on the folder pass through. */
-  async entries(folder: string): Promise<FolderEntry[]> {
-    const directory = this.pathOf(folder);
+  private async entries(folder: string): Promise<FolderEntry[]> {
+    const directory = await fs.realpath(this.pathOf(folder));
+    if (!this.contains(directory)) return []; // swapped for a link since it was listed
     const dirents = await fs.readdir(directory, { withFileTypes: true, encoding: 'buffer' });
     return Promise.all(dirents.map((dirent) => this.entryOf(directory, dirent)));
   }
 
-  /** A file's bytes, or why it is not read. */
-  async readFile(file: string): Promise<Buffer | { reason: string }> {
+  /** A file's bytes, or why it is not read (among others: larger than `maxBytes`). */
+  async readFile(file: string, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer | { reason: string }> {
     const full = this.pathOf(file);
     let located: Awaited<ReturnType<ConfinedFolder['resolveInside']>>;
     try {
@@ -68,14 +117,14 @@ export class ConfinedFolder {
     if ('reason' in located) return located;
     const { real, stat } = located;
     if (!stat.isFile()) return { reason: stat.isDirectory() ? 'a folder, not a file' : REFUSALS.notRegular(kindName(stat)) };
-    return this.readChecked(real, stat);
+    return this.readChecked(real, stat, maxBytes);
   }
 
   /**
    * Reads `file` only if it is still the regular file `checked` describes and lies inside the root.
    * Exposed for the race test: a caller that checked a path and then finds it swapped gets a reason.
    */
-  async readChecked(file: string, checked: Pick<Stats, 'dev' | 'ino'>): Promise<Buffer | { reason: string }> {
+  async readChecked(file: string, checked: Pick<Stats, 'dev' | 'ino'>, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer | { reason: string }> {
     let handle: fs.FileHandle;
     try {
       handle = await fs.open(file, READ_FLAGS);
@@ -87,6 +136,7 @@ export class ConfinedFolder {
       if (!opened.isFile() || opened.dev !== checked.dev || opened.ino !== checked.ino) return { reason: REFUSALS.swapped };
       const where = await openedPath(handle);
       if (where !== undefined && !this.contains(where)) return { reason: REFUSALS.swapped };
+      if (opened.size > maxBytes) return { reason: REFUSALS.tooLarge(opened.size, maxBytes) };
       return await handle.readFile();
     } catch (err) {
       return { reason: readFailure(err) };
@@ -110,16 +160,17 @@ export class ConfinedFolder {
     } catch {
       return { name: LENIENT_UTF8.decode(dirent.name), refused: REFUSALS.nameNotUtf8 };
     }
-    if (dirent.isFile()) return { name, kind: 'file' };
     if (dirent.isDirectory()) return { name, kind: 'directory' };
     const full = path.join(directory, name);
     try {
-      // Some file systems do not report the type in the listing: ask.
-      const stat = dirent.isSymbolicLink() ? undefined : await fs.lstat(full);
-      if (stat && !stat.isSymbolicLink()) return stat.isFile() ? { name, kind: 'file' } : stat.isDirectory() ? { name, kind: 'directory' } : { name, refused: REFUSALS.notRegular(kindName(stat)) };
+      const own = await fs.lstat(full);
+      if (!own.isSymbolicLink()) {
+        if (own.isFile()) return { name, kind: 'file', real: full, stat: own };
+        return own.isDirectory() ? { name, kind: 'directory' } : { name, refused: REFUSALS.notRegular(kindName(own)) };
+      }
       const resolved = await this.resolveInside(full);
       if ('reason' in resolved) return { name, refused: resolved.reason };
-      if (resolved.stat.isFile()) return { name, kind: 'file' };
+      if (resolved.stat.isFile()) return { name, kind: 'file', real: resolved.real, stat: resolved.stat };
       if (resolved.stat.isDirectory()) return { name, kind: 'directory' };
       return { name, refused: REFUSALS.notRegular(`a link to ${kindName(resolved.stat)}`) };
     } catch (err) {

@@ -14,6 +14,12 @@ export const INPUT_EXTENSIONS: readonly string[] = [...IMAGE_EXTENSIONS, ...CONV
 export const MAX_FILE_NAME_BYTES = 255;
 /** The longest object key S3 accepts, in bytes. */
 export const MAX_KEY_BYTES = 1024;
+/**
+ * Files larger than these are not read (one could otherwise take the worker's memory): an image
+ * at sharp's 268 M pixel limit stays well below 1 GiB; a caption is one line of a few hundred bytes.
+ */
+export const MAX_IMAGE_FILE_BYTES = 1024 ** 3;
+export const MAX_CAPTION_FILE_BYTES = 1024 ** 2;
 
 /** Picture formats people put in datasets that we do not decode: reported, not silently ignored. */
 const UNSUPPORTED_EXTENSIONS = new Set([

@@ -33,9 +33,14 @@ afterEach(async () => {
   await fs.rm(tmp, { recursive: true, force: true });
 });
 
-async function entriesOf(folder: ConfinedFolder, relative = ''): Promise<Record<string, string>> {
-  const entries = await folder.entries(relative);
-  return Object.fromEntries(entries.map((entry) => [entry.name, 'kind' in entry ? entry.kind : entry.refused]));
+/** What the listing says of each path: file, directory, or why it is refused. */
+async function listingOf(folder: ConfinedFolder, depth = 1): Promise<Record<string, string>> {
+  const { files, folders, refused } = await folder.list(depth);
+  return Object.fromEntries([
+    ...files.map((file) => [file, 'file']),
+    ...folders.map((dir) => [dir, 'directory']),
+    ...refused.map(({ source, reason }) => [source, reason]),
+  ]);
 }
 
 test('lists regular files and folders, links only when they stay inside, and refuses everything else', async () => {
@@ -55,11 +60,13 @@ test('lists regular files and folders, links only when they stay inside, and ref
   await fs.writeFile(Buffer.concat([Buffer.from(`${root}/bad`), Buffer.from([0xff]), Buffer.from('.png')]), 'x');
 
   const folder = await ConfinedFolder.open(root);
-  expect(await entriesOf(folder)).toEqual({
+  expect(await listingOf(folder)).toEqual({
     'a.txt': 'file',
     sub: 'directory',
+    'sub/b.txt': 'file',
     'link-inside.txt': 'file',
     'folder-inside': 'directory',
+    'folder-inside/b.txt': 'file',
     'link-outside.txt': REFUSALS.linkOutside,
     'relative-outside.txt': REFUSALS.linkOutside,
     '5_outside': REFUSALS.linkOutside,
@@ -72,7 +79,6 @@ test('lists regular files and folders, links only when they stay inside, and ref
     'sock.png': REFUSALS.notRegular('a socket'),
     'bad\ufffd.png': REFUSALS.nameNotUtf8,
   });
-  expect(await entriesOf(folder, 'folder-inside')).toEqual({ 'b.txt': 'file' });
 
   expect((await folder.readFile('link-inside.txt')).toString()).toBe('inside a');
   expect((await folder.readFile('folder-inside/b.txt')).toString()).toBe('inside b');
@@ -85,6 +91,59 @@ test('lists regular files and folders, links only when they stay inside, and ref
   expect(await folder.readFile('sock.png')).toEqual({ reason: REFUSALS.notRegular('a socket') });
   expect(await folder.readFile('sub')).toEqual({ reason: 'a folder, not a file' });
   expect(await folder.readFile('gone.png')).toEqual({ reason: 'disappeared while the dataset was being read' });
+});
+
+test('a hard link is used only when all its names are inside the listed tree', async () => {
+  await fs.link(path.join(root, 'a.txt'), path.join(root, 'sub', 'a-again.txt'));
+  await fs.link(path.join(outside, 'secret.txt'), path.join(root, 'hard-secret.txt'));
+  await fs.mkdir(path.join(root, 'sub', 'deeper'));
+  await fs.writeFile(path.join(root, 'sub', 'deeper', 'c.txt'), 'deeper');
+  await fs.link(path.join(root, 'sub', 'deeper', 'c.txt'), path.join(root, 'c-linked.txt'));
+  const folder = await ConfinedFolder.open(root);
+  expect(await listingOf(folder)).toEqual({
+    'a.txt': 'file',
+    'sub/a-again.txt': 'file',
+    'sub/b.txt': 'file',
+    sub: 'directory',
+    'sub/deeper': 'directory',
+    'hard-secret.txt': REFUSALS.hardLinkOutside,
+    // Its other name is inside, but deeper than sd-scripts (and the listing) looks.
+    'c-linked.txt': REFUSALS.hardLinkOutside,
+  });
+  expect(await listingOf(folder, 2)).toMatchObject({ 'c-linked.txt': 'file', 'sub/deeper/c.txt': 'file' });
+});
+
+test('what a path is, is decided when it is listed; the root\'s own errors are thrown', async () => {
+  await fs.symlink('.', path.join(root, 'self'));
+  const folder = await ConfinedFolder.open(root);
+  // A folder swapped for a file after it was listed cannot be read as one.
+  const listing = await folder.list(1);
+  expect(listing.folders).toEqual(expect.arrayContaining(['self', 'sub']));
+  await fs.rm(path.join(root, 'sub'), { recursive: true });
+  await fs.writeFile(path.join(root, 'sub'), 'now a file');
+  await fs.rm(path.join(root, 'self'));
+  await fs.symlink('a.txt', path.join(root, 'self'));
+  expect(await listingOf(folder)).toEqual({ 'a.txt': 'file', sub: 'file', self: 'file' });
+  await expect((await ConfinedFolder.open(path.join(root, 'a.txt'))).list(1)).rejects.toMatchObject({ code: 'ENOTDIR' });
+});
+
+// Root reads every folder, so an unreadable one can only be made as an ordinary user.
+const asNonRoot = process.getuid?.() === 0 ? test.skip : test;
+asNonRoot('a folder below the root that cannot be listed is refused, and the rest is listed', async () => {
+  await fs.mkdir(path.join(root, 'locked'), { mode: 0o000 });
+  try {
+    const listing = await (await ConfinedFolder.open(root)).list(1);
+    expect(listing.refused).toEqual([{ source: 'locked', reason: 'unreadable: permission denied' }]);
+    expect(listing.files).toEqual(expect.arrayContaining(['a.txt', 'sub/b.txt']));
+  } finally {
+    await fs.chmod(path.join(root, 'locked'), 0o700);
+  }
+});
+
+test('a file over the size limit is not read', async () => {
+  const folder = await ConfinedFolder.open(root);
+  expect(await folder.readFile('a.txt', 4)).toEqual({ reason: REFUSALS.tooLarge(8, 4) });
+  expect((await folder.readFile('a.txt', 8)).toString()).toBe('inside a');
 });
 
 test('a dataset root reached through a link is its target\'s tree', async () => {

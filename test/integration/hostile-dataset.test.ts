@@ -1,6 +1,6 @@
 /**
  * A hostile dataset through the real pipeline on the dev server: links to /etc/passwd,
- * /proc/self/environ, an outside image, caption and folder, a FIFO, a socket, a broken link, names
+ * /proc/self/environ, an outside image, caption and folder, a hard link to an outside caption, a FIFO, a socket, a broken link, names
  * that are not UTF-8 or hold a newline, a 250-byte name, a caption with a NUL. The run must reach
  * review with every such file named and its reason, links that stay inside must still work, not one
  * byte from outside may reach the work store, the store, the history, the review data or the page,
@@ -69,7 +69,7 @@ afterAll(async () => {
 /** The dataset, in kohya layout, with every hostile entry beside ordinary images and links that stay inside. */
 async function writeHostileDataset(tmp: string): Promise<{ dataset: string; socketServer: net.Server }> {
   const pictures = path.join(tmp, 'pictures');
-  await writeExampleDataset(pictures, { count: 11, triggerWord: 'acme' });
+  await writeExampleDataset(pictures, { count: 12, triggerWord: 'acme' });
   const picture = (n: number) => path.join(pictures, `example-${String(n).padStart(2, '0')}.jpg`);
   const root = path.join(tmp, 'hostile');
   const acme = path.join(root, '10_acme');
@@ -88,6 +88,9 @@ async function writeHostileDataset(tmp: string): Promise<{ dataset: string; sock
   await fs.symlink(path.join(outside, 'secret.jpg'), path.join(acme, 'outside.jpg'));
   await fs.symlink('../../outside/secret.txt', path.join(acme, 'outside.txt'));
   await fs.symlink('/dev/null', path.join(acme, 'devnull.jpg'));
+  // A hard link is not a symbolic link, but its other name is outside all the same.
+  await fs.copyFile(picture(12), path.join(acme, 'hardcap.jpg'));
+  await fs.link(path.join(outside, 'secret.txt'), path.join(acme, 'hardcap.txt'));
   await fs.symlink('/nonexistent/picture.jpg', path.join(acme, 'gone.jpg'));
   // Links that stay inside: an image from the library folder, and a whole folder as a training folder.
   await fs.copyFile(picture(5), path.join(root, 'library', 'b.jpg'));
@@ -137,6 +140,7 @@ const EXPECTED_SKIPPED: Record<string, string> = {
   '10_acme/outside.jpg': REFUSALS.linkOutside,
   '10_acme/outside.txt': REFUSALS.linkOutside,
   '10_acme/devnull.jpg': REFUSALS.linkOutside,
+  '10_acme/hardcap.txt': REFUSALS.hardLinkOutside,
   '10_acme/gone.jpg': REFUSALS.brokenLink,
   '10_acme/fifo.jpg': REFUSALS.notRegular('a named pipe'),
   '10_acme/sock.jpg': REFUSALS.notRegular('a socket'),
@@ -145,7 +149,7 @@ const EXPECTED_SKIPPED: Record<string, string> = {
   'README.md': REFUSALS.linkOutside,
   '5_outside': REFUSALS.linkOutside,
 };
-const EXPECTED_KEPT = ['10_acme/a.jpg', '10_acme/envleak.jpg', '10_acme/inside.jpg', '10_acme/linkcap.jpg', `10_acme/${LONG_NAME}`, '10_acme/nul.jpg', '2_linked/c.jpg'];
+const EXPECTED_KEPT = ['10_acme/a.jpg', '10_acme/envleak.jpg', '10_acme/hardcap.jpg', '10_acme/inside.jpg', '10_acme/linkcap.jpg', `10_acme/${LONG_NAME}`, '10_acme/nul.jpg', '2_linked/c.jpg'];
 
 test('a hostile dataset reaches review with every file named, leaks nothing, and trains once approved', async () => {
   const handle: WorkflowHandle = await startRun(

@@ -9,11 +9,14 @@ import { DefaultLogger } from '@temporalio/worker';
 import sharp, { type Sharp } from 'sharp';
 import type { ActivityDeps } from '../../activities/deps';
 import { makePreprocessActivities, PreprocessInput } from '../../activities/preprocess';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { FileStore } from '../../adapters/store/file';
+import { S3Store } from '../../adapters/store/s3';
 import { KeyRejectedError } from '../../adapters/store/types';
 import { layoutPage } from '../../lib/image/contact-sheet';
 import { DatasetManifest } from '../../lib/pipeline/manifest';
 import type { ActivityProgress } from '../../lib/pipeline/status';
+import { motoWithFreshBucket } from '../support/moto';
 
 const FOLDER = 'runs/run-1/dataset/10_sks dog';
 
@@ -610,5 +613,28 @@ describe('preprocess: a write the store refuses', () => {
     );
     expect(error).toMatchObject({ code: 'ENOSPC' });
     expect(error).not.toBeInstanceOf(ApplicationFailure);
+  });
+});
+
+describe('preprocess: an s3:// dataset with keys that would leave it', () => {
+  const aws = motoWithFreshBucket('hostile-dataset');
+
+  it('skips keys with "..", "." or empty segments, naming each, and reads the rest', async () => {
+    const photo = await pattern(600, 600, 24).jpeg().toBuffer();
+    const put = (Key: string, Body: Buffer | string) => aws.s3.send(new PutObjectCommand({ Bucket: 'hostile-dataset', Key, Body }));
+    await put('secret.txt', 'OUTSIDE-SECRET');
+    await put('dogs/ok.jpg', photo);
+    await put('dogs/ok.txt', 'sks dog');
+    await put('dogs/../secret.txt', 'written under a key with ..');
+    await put('dogs//double.jpg', photo);
+    await put('dogs/./dot.jpg', photo);
+    const viaS3: ActivityDeps = { ...deps, openStore: (uri) => new S3Store(uri ?? '', aws.s3) };
+    const { result } = await preprocess(input({ runId: 'run-s3-keys', dataset: 's3://hostile-dataset/dogs' }), viaS3);
+    expect(result.counts).toEqual({ found: 4, kept: 1, skipped: 3 });
+    expect((await readManifest(result.manifestKey)).skipped).toEqual([
+      { source: '../secret.txt', reason: 'the key has a ".." path segment: never read' },
+      { source: './dot.jpg', reason: 'the key has a "." path segment: never read' },
+      { source: '/double.jpg', reason: 'the key has an empty path segment: never read' },
+    ]);
   });
 });
