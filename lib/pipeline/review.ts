@@ -63,7 +63,8 @@ function plainNameProblem(value: string, example: string): string | undefined {
   if (value === '') return `is required, e.g. "${example}"`;
   if (value.length > MAX_NAME_LENGTH) return `is ${value.length} characters long; names have at most ${MAX_NAME_LENGTH}`;
   if (/[/\\]/.test(value)) return 'must be a file name, not a path: no "/" or "\\"';
-  if (value.includes('..')) return 'must not contain ".."';
+  // "a..b.jpg" is an ordinary name (it is looked up in the manifest, never joined to a path).
+  if (value === '.' || value === '..') return 'must not be "." or ".."';
   return forbiddenCharacterProblem(value);
 }
 

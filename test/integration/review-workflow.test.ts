@@ -73,7 +73,7 @@ const HOSTILE_EDITS: [string, unknown, RegExp][] = [
   ['a path up the tree', edit(`../../${SENTINEL}.jpg`, 'x'), /edits\.0\.image: must be a file name, not a path/],
   ['a sub-folder', edit(`sub/${SENTINEL}.jpg`, 'x'), /not a path/],
   ['a backslash path', edit(`..\\${SENTINEL}.jpg`, 'x'), /not a path/],
-  ['".." inside a name', edit(`${SENTINEL}..jpg`, 'x'), /edits\.0\.image: must not contain "\.\."/],
+  ['".." as a name', { reviewer: `mallory ${SENTINEL}`, edits: [{ image: '..', caption: 'x' }] }, /edits\.0\.image: must not be "\." or "\.\."/],
   ['a control character in a name', edit(`${SENTINEL}\u0007.jpg`, 'x'), /image: contains the control character U\+0007/],
   ['a file that is not an image', edit(`${SENTINEL}.txt`, 'x'), /image: must name an image/],
   ['a path as folder', { reviewer: 'mallory', edits: [{ image: 'a.jpg', folder: `../${SENTINEL}`, caption: 'x' }] }, /edits\.0\.folder: must be a file name, not a path/],
@@ -227,7 +227,7 @@ test('lora review show / edit and lora approve: human-readable, --json, edits fr
   expect(pathLike.status).toBe(1);
   expect(pathLike.stderr).toBe('lora: --image: must be a file name, not a path: no "/" or "\\"\n');
   const upTheTree = await lora('review', 'edit', id, '--reviewer', 'ada', '--image', '../x.jpg', '--caption', 'y');
-  expect(upTheTree.stderr).toBe('lora: --image (folder part): must not contain ".."\n');
+  expect(upTheTree.stderr).toBe('lora: --image (folder part): must not be "." or ".."\n');
 
   const editsFile = path.join(rig.tmp, 'edits.json');
   await fs.writeFile(editsFile, JSON.stringify([{ image: MISSING, caption: FIXED_CAPTION }]));
