@@ -98,6 +98,17 @@ function byName(a: string, b: string): number {
 }
 
 export function planDataset(listing: DatasetListing, options: DatasetPlanOptions): DatasetPlan {
+  // A folder whose name cannot be a store key or be named in a review is left out with its files.
+  const unusable = listing.folders.flatMap((folder) => {
+    const problem = folder.includes('/') ? undefined : folderNameProblem(folder);
+    return problem === undefined ? [] : [{ source: folder, reason: problem }];
+  });
+  const inUnusable = (file: string) => unusable.some(({ source }) => file.startsWith(`${source}/`));
+  listing = {
+    ...listing,
+    folders: listing.folders.filter((f) => !unusable.some(({ source }) => f === source) && !inUnusable(f)),
+    files: listing.files.filter((f) => !inUnusable(f)),
+  };
   const topFolders = listing.folders.filter((f) => !f.includes('/'));
   const kohyaFolders = topFolders
     .flatMap((name) => {
@@ -106,7 +117,7 @@ export function planDataset(listing: DatasetListing, options: DatasetPlanOptions
     })
     .sort((a, b) => byName(a.name, b.name));
   const layout = kohyaFolders.length > 0 ? 'kohya' : 'flat';
-  const plan: DatasetPlan = { layout, folders: [], images: [], skipped: [...(listing.refused ?? [])], orphanCaptions: [], ignoredFolders: [] };
+  const plan: DatasetPlan = { layout, folders: [], images: [], skipped: [...(listing.refused ?? []), ...unusable], orphanCaptions: [], ignoredFolders: [] };
 
   const filesIn = (folder: string | undefined): string[] =>
     listing.files
@@ -192,6 +203,12 @@ function planFolder(plan: DatasetPlan, files: string[], prefix: string, folder: 
   for (const caption of captions) {
     if (!imageStems.has(stemOf(caption))) plan.orphanCaptions.push(`${prefix}${caption}`);
   }
+}
+
+function folderNameProblem(name: string): string | undefined {
+  if (name.includes('\\')) return 'the folder name cannot be used as a store key (it contains "\\"); rename the folder';
+  const characters = forbiddenCharacterProblem(name);
+  return characters === undefined ? undefined : `the folder name ${characters}: rename the folder`;
 }
 
 /** Why an image's name cannot become the names it is written under, or undefined. */

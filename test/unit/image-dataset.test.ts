@@ -91,6 +91,20 @@ describe('planDataset: names that cannot be written, and entries refused while l
     expect(deep.skipped[0].reason).toMatch(/^its store key would be 1030 bytes, over the 1024-byte limit on an S3 key/);
   });
 
+  it('leaves out a folder whose name holds a control character or a backslash, with its files', () => {
+    const plan = planDataset(
+      { files: ['10_dog/a.png', '5_bad\ncat/b.png', '5_bad\ncat/b.txt', '3_x\\y/c.png'], folders: ['10_dog', '5_bad\ncat', '3_x\\y', '5_bad\ncat/deeper'] },
+      options,
+    );
+    expect(plan.folders.map((folder) => folder.name)).toEqual(['10_dog']);
+    expect(plan.images.map((image) => image.source)).toEqual(['10_dog/a.png']);
+    expect(plan.ignoredFolders).toEqual([]);
+    expect(plan.skipped).toEqual([
+      { source: '3_x\\y', reason: 'the folder name cannot be used as a store key (it contains "\\"); rename the folder' },
+      { source: '5_bad\ncat', reason: 'the folder name contains the control character U+000A at position 5: rename the folder' },
+    ]);
+  });
+
   it('reports what the listing refused beside what planning skipped, in one sorted list', () => {
     const plan = planDataset(
       { files: ['b.png', 'z.heic'], folders: [], refused: [{ source: 'a.png', reason: 'symbolic link leads outside the dataset: never opened' }] },
