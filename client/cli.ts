@@ -16,7 +16,7 @@ import { positiveInteger } from './flags';
 import { followOutputFor, followRun } from './follow';
 import { listRegistered, modelListLines, modelShowLines, openRegistryStore, readRegistered } from './models';
 import { listLines, statusLines, summaryLines, webUiUrl } from './render';
-import { openWorkStore, readFirstSkipped } from './review';
+import { readFirstSkipped } from './review';
 import { addReviewCommands } from './review-commands';
 import { describeRun, listRuns, readRunSnapshot, startRun } from './runs';
 import { buildStartInput, localDatasetNote, readInputFile, type StartFlags } from './start-input';
@@ -128,7 +128,7 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
         if (options.follow) return followToEnd(client, workflowId, Boolean(json));
         const snapshot = await readRunSnapshot(client, workflowId);
         if (snapshot.status.images?.skipped) {
-          const skippedFiles = await readFirstSkipped(openWorkStore(), workflowId);
+          const skippedFiles = await readFirstSkipped(workflowId);
           if (skippedFiles) snapshot.skippedFiles = skippedFiles;
         }
         if (json) printJson(snapshot);

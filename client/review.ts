@@ -114,9 +114,13 @@ export const SKIPPED_IN_STATUS = 3;
  * The first files a run's preprocessing skipped and where the full list is, for `lora status`;
  * undefined when the work store cannot be read from here (another machine): the count still shows.
  */
-export async function readFirstSkipped(store: ObjectStore, workflowId: string): Promise<{ first: SkippedFile[]; manifestUri: string } | undefined> {
+export async function readFirstSkipped(
+  workflowId: string,
+  openStore: () => ObjectStore = openWorkStore,
+): Promise<{ first: SkippedFile[]; manifestUri: string } | undefined> {
   const manifestKey = manifestKeyOf(workflowId);
   try {
+    const store = openStore();
     const manifest = await readManifestFile(store, manifestKey);
     return { first: manifest.skipped.slice(0, SKIPPED_IN_STATUS), manifestUri: store.uriOf(manifestKey) };
   } catch {

@@ -24,6 +24,7 @@ import { DatasetManifest } from '../../lib/pipeline/manifest';
 import type { RunOutcome } from '../../lib/pipeline/status';
 import { writeExampleDataset } from '../../scripts/example-dataset';
 import { approveUpdate } from '../../workflows/messages';
+import { runLora } from '../support/cli';
 import { historyText, startReviewRig, waitForReview, type ReviewRig } from '../support/review';
 import { startTemporal } from '../support/temporal';
 
@@ -181,6 +182,22 @@ test('a hostile dataset reaches review with every file named, leaks nothing, and
   expect(issues).toEqual(expect.arrayContaining(['control-character 10_acme/nul.txt', 'missing-caption 10_acme/linkcap.jpg', 'missing-caption 10_acme/envleak.jpg']));
   expect(details.issues.find((issue) => issue.rule === 'control-character')?.message).toContain('U+0000 (NUL) at byte offset 23');
   expect(details.skipped).toEqual(manifest.skipped);
+
+  // The CLI names them where a reviewer looks: status (the first reasons), review show (a preview, then every one with --skipped).
+  const cli = { temporalAddress: env.address, workStoreUri: rig.workStoreUri };
+  const skippedCount = Object.keys(EXPECTED_SKIPPED).length;
+  const status = await runLora(cli, 'status', handle.workflowId);
+  expect(status.stderr).toBe('');
+  expect(status.stdout).toContain(`${EXPECTED_KEPT.length + skippedCount} found · ${EXPECTED_KEPT.length} kept · ${skippedCount} skipped\n`);
+  expect(status.stdout).toMatch(new RegExp(`^ +${manifest.skipped[0].source}: ${manifest.skipped[0].reason}$`, 'm'));
+  expect(status.stdout).toContain(`… ${skippedCount - 3} more in ${rig.workStoreUri}/runs/${handle.workflowId}/manifest.json`);
+  const shown = await runLora(cli, 'review', 'show', handle.workflowId, '--skipped', '--page-size', '50', '--json');
+  expect(shown.stderr).toBe('');
+  expect(JSON.parse(shown.stdout).skipped).toEqual({ page: 1, pages: 1, pageSize: 50, total: skippedCount, items: manifest.skipped });
+  const preview = await runLora(cli, 'review', 'show', handle.workflowId);
+  expect(preview.stdout).toMatch(new RegExp(`^skipped: +${skippedCount} files left out by preprocessing$`, 'm'));
+  expect(preview.stdout).toContain(`  all: lora review show ${handle.workflowId} --skipped`);
+  for (const output of [status.stdout, shown.stdout, preview.stdout]) expect(leaksInText(output)).toEqual([]);
 
   // Not one byte from outside in the work store, the history, the review data or the page.
   expect(await leaksIn(workDir)).toEqual([]);

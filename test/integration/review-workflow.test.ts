@@ -4,7 +4,7 @@
  * history; edits are written through the work store and re-checked; decisions are recorded in
  * the result and the memo; the `lora review` commands and the plain `temporal` CLI do the same.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -22,8 +22,8 @@ import { approveSignal, approveUpdate, editCaptionsUpdate, rejectUpdate, reviewS
 import { cancelAfterUpload, historyText, startReviewRig, waitForReview, type ReviewRig } from '../support/review';
 import { recordHistory } from '../support/replay-fixtures';
 import { startTemporal } from '../support/temporal';
+import { CLI, run, runLora, type Ran } from '../support/cli';
 
-const CLI = path.resolve(__dirname, '../../dist/client/cli.js');
 /** Put into every hostile payload: it must never show up in history. */
 const SENTINEL = 'HOSTILE-7f3a';
 const MISSING = 'example-03.jpg';
@@ -181,23 +181,8 @@ test('a reviewer fixes a caption, the re-check clears the error, approval is rec
 
 // ---- the lora CLI -------------------------------------------------------------------------------
 
-interface Ran {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Asynchronous on purpose: the worker answering the CLI's queries and updates runs in this process. */
-function run(file: string, args: string[], extraEnv: Record<string, string> = {}): Promise<Ran> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env: { ...process.env, ...extraEnv }, encoding: 'utf8', timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ status: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr });
-    });
-  });
-}
-
 function lora(...args: string[]): Promise<Ran> {
-  return run(process.execPath, [CLI, ...args], { TEMPORAL_ADDRESS: env.address, LORA_WORK_STORE: rig.workStoreUri });
+  return runLora({ temporalAddress: env.address, workStoreUri: rig.workStoreUri }, ...args);
 }
 
 test('lora review show / edit and lora approve: human-readable, --json, edits from a file', async () => {
