@@ -4,6 +4,7 @@
  * buffers out, so the LoRA writer, the dry-run trainer and the verifier share one implementation.
  */
 import { createHash } from 'node:crypto';
+import { firstInvalidUtf8 } from './utf8';
 
 /** Bytes per element of every dtype the format defines; anything else is rejected on read. */
 const DTYPE_SIZES: Record<string, number> = {
@@ -114,13 +115,21 @@ export function headerLengthOf(prefix: Buffer, fileSize: number): number {
 export function parseSafetensorsHeader(start: Buffer, fileSize: number): SafetensorsHeader {
   const headerLength = headerLengthOf(start, fileSize);
   if (start.length < 8 + headerLength) throw new Error(`got ${start.length} bytes of a ${8 + headerLength}-byte header`);
+  const headerBytes = start.subarray(8, 8 + headerLength);
+  // The safetensors library refuses such a header: a file that passed here would then not load.
+  const invalid = firstInvalidUtf8(headerBytes);
+  if (invalid) throw new Error(`header is not valid UTF-8 from byte ${8 + invalid.offset} (0x${invalid.byte.toString(16).toUpperCase().padStart(2, '0')})`);
+  const json = headerBytes.toString('utf8');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(start.toString('utf8', 8, 8 + headerLength));
+    parsed = JSON.parse(json);
   } catch (err) {
     throw new Error(`header is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('header JSON is not an object');
+  // JSON.parse keeps the last of two equal keys; say so rather than report the lost tensor's offsets.
+  const duplicate = firstDuplicateKey(json);
+  if (duplicate !== undefined) throw new Error(`header names ${duplicate === METADATA_KEY ? '__metadata__' : `tensor ${JSON.stringify(duplicate)}`} twice`);
 
   const dataLength = fileSize - 8 - headerLength;
   // Null-prototype maps: a tensor named "__proto__" must stay a plain entry.
@@ -153,6 +162,29 @@ export function parseSafetensorsHeader(start: Buffer, fileSize: number): Safeten
     throw new Error(`tensors cover ${expectedBegin} bytes but the data section holds ${dataLength} (offsets must be contiguous)`);
   }
   return { headerLength, tensors, metadata };
+}
+
+/** The first key that occurs twice in the top-level object of valid JSON text, if any. */
+function firstDuplicateKey(json: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < json.length; i++) {
+    const char = json[i];
+    if (char === '{' || char === '[') depth += 1;
+    else if (char === '}' || char === ']') depth -= 1;
+    else if (char === '"') {
+      let end = i + 1;
+      while (json[end] !== '"') end += json[end] === '\\' ? 2 : 1;
+      const isKey = depth === 1 && /^\s*:/.test(json.slice(end + 1, end + 64));
+      if (isKey) {
+        const key = JSON.parse(json.slice(i, end + 1)) as string;
+        if (seen.has(key)) return key;
+        seen.add(key);
+      }
+      i = end;
+    }
+  }
+  return undefined;
 }
 
 function checkTensorEntry(name: string, entry: unknown, dataLength: number): TensorInfo {

@@ -129,6 +129,24 @@ describe('readSafetensorsHeader errors', () => {
     expect(() => readSafetensorsHeader(buf)).toThrow('tensors cover 8 bytes but the data section holds 12 (offsets must be contiguous)');
   });
 
+  it('names a tensor given twice as such, however its offsets look', () => {
+    const entry = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    const twice = rawFile(undefined, Buffer.alloc(4), `{"a \\"quoted\\" {name}":${entry}, "b":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"a \\"quoted\\" {name}" :${entry}}`);
+    expect(() => readSafetensorsHeader(twice)).toThrow('header names tensor "a \\"quoted\\" {name}" twice');
+    const metadataTwice = rawFile(undefined, Buffer.alloc(4), `{"__metadata__":{"x":"1"},"t":${entry},"__metadata__":{"x":"2"}}`);
+    expect(() => readSafetensorsHeader(metadataTwice)).toThrow('header names __metadata__ twice');
+    // The same key in different nested objects is no duplicate.
+    const nested = rawFile(undefined, Buffer.alloc(4), `{"__metadata__":{"dtype":"x","shape":"y"},"t":${entry}}`);
+    expect(Object.keys(readSafetensorsHeader(nested).tensors)).toEqual(['t']);
+  });
+
+  it('refuses a header that is not valid UTF-8, as the safetensors library does', () => {
+    const text = Buffer.from('{"__metadata__":{"ss_output_name":"caf\xe9"},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 'latin1');
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(text.length));
+    expect(() => readSafetensorsHeader(Buffer.concat([prefix, text, Buffer.alloc(4)]))).toThrow('header is not valid UTF-8 from byte 46 (0xE9)');
+  });
+
   it('names an unknown dtype', () => {
     const buf = rawFile({ t: { dtype: 'F17', shape: [2], data_offsets: [0, 8] } }, Buffer.alloc(8));
     expect(() => readSafetensorsHeader(buf)).toThrow('tensor "t": unknown dtype "F17"');
