@@ -12,7 +12,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { KohyaOutputParser, KohyaOutputState } from '../lib/kohya/progress';
+import { failureLineOf, KohyaOutputParser, KohyaOutputState } from '../lib/kohya/progress';
 import { ML_PATHS } from '../adapters/trainer/entrypoint';
 import { LocalJobFile, LocalJobStatus, JOB_FILE, LOG_FILE, STATUS_FILE, stopGraceMs } from '../adapters/trainer/local';
 
@@ -137,7 +137,7 @@ class Supervisor {
     if (this.spawnError) return failed(`could not start ${this.job.command[0]}: ${this.spawnError.message}`);
     if (exitCode !== 0) {
       const how = exitCode === null ? `killed by ${signal}` : `exit code ${exitCode}`;
-      const reason = this.entrypointFailure() ?? output.lastLine;
+      const reason = this.entrypointFailure() ?? failureLineOf(output);
       return failed(`${reason ? truncate(reason) : 'no output'} (${how}; see ${logFile})`);
     }
     // sd-scripts exits 0 when it finds no images; only the log tells.

@@ -60,6 +60,12 @@ EPOCH_LINE = re.compile(r"(?:^|\s)epoch (\d+)/(\d+)(?=\s|$)")
 TOTAL_EPOCHS = re.compile(r"num epochs / [^:]*:\s*(\d+)")
 TOTAL_STEPS = re.compile(r"total optimization steps / [^:]*:\s*(\d+)")
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A Python exception's last traceback line: `ImportError: No xformers`, `torch.OutOfMemoryError: …`.
+ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)(?::|$)")
+# What `accelerate launch` raises when its child fails: it hides the child's own error, printed before it.
+LAUNCHER_ERROR = "subprocess.CalledProcessError:"
+# sd-scripts' rich logger wraps at 80 columns when its output is not a terminal; this unwraps it.
+LOG_COLUMNS = "1000"
 
 
 class Failure(Exception):
@@ -197,12 +203,14 @@ class ProgressTracker:
         self.progress = {}
         self.no_data_found = False
         self.last_lines = {}
+        self.error_line = None
         self.changed = False
 
     @property
     def last_line(self):
-        """The likely reason of a crash: the last line on stderr (tracebacks go there), else on stdout."""
-        return self.last_lines.get("stderr") or self.last_lines.get("stdout")
+        """The likely reason of a crash: the last exception line (the trainer's own, not accelerate's
+        wrapper around it), else the last line on stderr (tracebacks go there), else on stdout."""
+        return self.error_line or self.last_lines.get("stderr") or self.last_lines.get("stdout")
 
     def read_line(self, raw, stream):
         line = raw.strip()
@@ -210,6 +218,11 @@ class ProgressTracker:
             return
         with self.lock:
             self.last_lines[stream] = line
+            if ERROR_LINE.match(line) and not (line.startswith(LAUNCHER_ERROR) and self.error_line):
+                self.error_line = line
+            # Checked on every line: the last progress bar redraw can share its line with it.
+            if "No data found" in line:
+                self.no_data_found = True
             progress = self.progress
             steps = STEPS_LINE.search(line)
             if steps:
@@ -247,8 +260,6 @@ class ProgressTracker:
             if total_steps:
                 progress["totalSteps"] = int(total_steps.group(1))
                 self.changed = True
-            if "No data found" in line:
-                self.no_data_found = True
 
     def write(self, path):
         with self.lock:
@@ -337,7 +348,7 @@ def train(paths, env):
     tracker = ProgressTracker()
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 env=dict(env, LORA_FAMILY=family, PYTHONUNBUFFERED="1"))
+                                 env=dict(env, LORA_FAMILY=family, PYTHONUNBUFFERED="1", COLUMNS=env.get("COLUMNS") or LOG_COLUMNS))
     except OSError as err:
         raise Failure(f"could not start {command[0]}: {err.strerror or err}")
     stop.child = child

@@ -12,8 +12,18 @@ export interface KohyaOutputState {
   noDataFound: boolean;
   /** sd-scripts printed "model saved.": the final LoRA was written. */
   modelSaved: boolean;
-  /** The last non-empty line seen: the likely reason when the process fails. */
+  /** The last non-empty line seen. */
   lastLine?: string;
+  /**
+   * The last Python exception line (`ImportError: No xformers`), except accelerate's wrapper
+   * around an earlier one: with lastLine, the likely reason when the process fails.
+   */
+  errorLine?: string;
+}
+
+/** The reason to report for a failed trainer: its own exception line, else its last line. */
+export function failureLineOf(state: KohyaOutputState): string | undefined {
+  return state.errorLine ?? state.lastLine;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
@@ -28,6 +38,10 @@ const EPOCH_LINE = /(?:^|\s)epoch (\d+)\/(\d+)(?=\s|$)/;
 // Totals sd-scripts prints before training starts: "num epochs / epoch数: 10".
 const TOTAL_EPOCHS = /num epochs \/ [^:]*:\s*(\d+)/;
 const TOTAL_STEPS = /total optimization steps \/ [^:]*:\s*(\d+)/;
+// A Python exception's last traceback line: `ImportError: No xformers`, `torch.OutOfMemoryError: …`.
+const ERROR_LINE = /^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)(?::|$)/;
+// What `accelerate launch` raises when its child fails: it hides the child's own error, printed before it.
+const LAUNCHER_ERROR = 'subprocess.CalledProcessError:';
 
 export class KohyaOutputParser {
   private readonly tails: Record<OutputStream, string> = { stdout: '', stderr: '' };
@@ -58,6 +72,10 @@ export class KohyaOutputParser {
     const line = raw.trim();
     if (line === '') return;
     this.current.lastLine = line;
+    if (ERROR_LINE.test(line) && !(line.startsWith(LAUNCHER_ERROR) && this.current.errorLine)) this.current.errorLine = line;
+    // Checked on every line: the last progress bar redraw can share its line with these.
+    if (line.includes('No data found')) this.current.noDataFound = true;
+    if (line.includes('model saved.')) this.current.modelSaved = true;
     const progress = this.current.progress;
 
     const steps = STEPS_LINE.exec(line);
@@ -90,8 +108,6 @@ export class KohyaOutputParser {
     if (totalEpochs) progress.totalEpochs = Number(totalEpochs[1]);
     const totalSteps = TOTAL_STEPS.exec(line);
     if (totalSteps) progress.totalSteps = Number(totalSteps[1]);
-    if (line.includes('No data found')) this.current.noDataFound = true;
-    if (line.includes('model saved.')) this.current.modelSaved = true;
   }
 }
 

@@ -240,6 +240,21 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
     expect(await fs.readFile(ml.path('output', 'failure'), 'utf8')).toBe('sd-scripts exited with code 3: torch.OutOfMemoryError: CUDA out of memory.\n');
   });
 
+  it('fails with the trainer\'s own error under accelerate launch, not accelerate\'s, and unwraps sd-scripts\' log lines', async () => {
+    const ml = await mlRoot('accelerate-crash', hyperParametersFor({ runName: 'accelerate-crash', dataset: '/unused' }));
+    // As sd-scripts' rich logger decides its width, and as accelerate reports a child that failed.
+    const crash = [
+      'console.log(`columns=${process.env.COLUMNS}`);',
+      "console.error('Traceback (most recent call last):\\nImportError: No xformers / xformersがインストールされていないようです');",
+      "console.error('Traceback (most recent call last):\\n  File \"/venv/bin/accelerate\", line 8\\nsubprocess.CalledProcessError: Command \\'[python, train_network.py]\\' returned non-zero exit status 1.');",
+      'process.exit(1)',
+    ].join(' ');
+    const run = await runEntrypoint(ml, { LORA_KOHYA_COMMAND: JSON.stringify([process.execPath, '-e', crash, '--']) });
+    expect(run.code).toBe(1);
+    expect(run.output).toContain('columns=1000\n');
+    expect(await fs.readFile(ml.path('output', 'failure'), 'utf8')).toBe('sd-scripts exited with code 1: ImportError: No xformers / xformersがインストールされていないようです\n');
+  });
+
   it.each([
     ['a missing hyperparameters file', undefined, /^\S+hyperparameters\.json is missing/],
     ['an unknown family', { lora_family: 'sd3', output_name: 'x' }, /^hyperparameter lora_family must be one of sd15, sdxl, got 'sd3'$/],

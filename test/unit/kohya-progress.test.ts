@@ -1,4 +1,4 @@
-import { KohyaOutputParser } from '../../lib/kohya/progress';
+import { failureLineOf, KohyaOutputParser } from '../../lib/kohya/progress';
 
 describe('KohyaOutputParser', () => {
   it('reads step, total and loss from tqdm redraws split across chunks', () => {
@@ -65,6 +65,38 @@ describe('KohyaOutputParser', () => {
     expect(state).toMatchObject({ modelSaved: true, lastLine: 'model saved.' });
     parser.feed('Traceback (most recent call last):\n  ...\ntorch.OutOfMemoryError: CUDA out of memory.\n', 'stderr');
     expect(parser.state.lastLine).toBe('torch.OutOfMemoryError: CUDA out of memory.');
+  });
+
+  it('sees "model saved." on the line of the last progress bar redraw', () => {
+    const parser = new KohyaOutputParser();
+    const state = parser.feed('steps: 100%|██████████| 4/4 [01:02<00:00, 15.5s/it, avr_loss=0.12]INFO     model saved.                       train_network.py:1290\n', 'stderr');
+    expect(state).toMatchObject({ modelSaved: true, progress: { step: 4, totalSteps: 4, loss: 0.12 } });
+  });
+
+  it('names the trainer\'s own exception, not accelerate\'s wrapper around it', () => {
+    const parser = new KohyaOutputParser();
+    parser.feed(
+      [
+        'Traceback (most recent call last):',
+        '  File "/opt/sd-scripts/library/train_util.py", line 4471, in replace_unet_modules',
+        '    raise ImportError("No xformers / xformersがインストールされていないようです")',
+        'ImportError: No xformers / xformersがインストールされていないようです',
+        'Traceback (most recent call last):',
+        '  File "/venv/bin/accelerate", line 8, in <module>',
+        "subprocess.CalledProcessError: Command '['/venv/bin/python', 'train_network.py']' returned non-zero exit status 1.",
+        '',
+      ].join('\n'),
+      'stderr',
+    );
+    expect(failureLineOf(parser.state)).toBe('ImportError: No xformers / xformersがインストールされていないようです');
+    expect(parser.state.lastLine).toMatch(/^subprocess\.CalledProcessError/);
+    // Alone, accelerate's error is still a reason; a line without an exception falls back to the last line.
+    const alone = new KohyaOutputParser();
+    alone.feed("subprocess.CalledProcessError: Command '[...]' returned non-zero exit status 1.\n", 'stderr');
+    expect(failureLineOf(alone.state)).toMatch(/^subprocess\.CalledProcessError/);
+    const plain = new KohyaOutputParser();
+    plain.feed('Killed\n', 'stderr');
+    expect(failureLineOf(plain.state)).toBe('Killed');
   });
 
   it('returns snapshots the caller cannot use to change its state', () => {
