@@ -78,6 +78,7 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
     .option('--epochs <n>', 'training epochs (default 10)')
     .option('--dim <n>', 'LoRA network dimension (default 32)')
     .option('--alpha <n>', 'LoRA network alpha (default 16)')
+    .option('--device <gpu|cpu>', 'where training runs: cpu sets what a host without CUDA needs (fp32, AdamW, no xformers); default gpu')
     .option('--poll-interval <duration>', 'how often training status is polled, e.g. 30s (default 30s)')
     .option('--sagemaker-image <uri>', 'SageMaker: Kohya-SS training image in ECR (implies --trainer sagemaker)')
     .option('--sagemaker-role <arn>', 'SageMaker: execution role ARN (implies --trainer sagemaker)')

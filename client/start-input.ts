@@ -26,6 +26,7 @@ export interface StartFlags {
   epochs?: string;
   dim?: string;
   alpha?: string;
+  device?: string;
   pollInterval?: string;
   sagemakerImage?: string;
   sagemakerRole?: string;
@@ -49,6 +50,7 @@ const FIELD_OF_FLAG = {
   epochs: 'training.epochs',
   dim: 'training.networkDim',
   alpha: 'training.networkAlpha',
+  device: 'training.device',
   pollInterval: 'pollInterval',
   sagemakerImage: 'trainer.imageUri',
   sagemakerRole: 'trainer.roleArn',

@@ -21,6 +21,9 @@ Writes:
   model/                             the final <output_name>.safetensors and the per-epoch files
   output/failure                     one line saying why, when it exits non-zero
 
+With LORA_TOKENIZER_CACHE_DIR (the image sets it), sd-scripts loads its CLIP tokenizers from there
+(`tokenizer_cache_dir`) instead of the Hugging Face hub, so a job needs no internet.
+
 Runs `accelerate launch <sd-scripts>/(sdxl_)train_network.py --config_file <config.toml>`
 (LORA_KOHYA_COMMAND, a JSON array, replaces everything before --config_file; LORA_SD_SCRIPTS
 says where sd-scripts is). sd-scripts exits 0 when it finds no images ("No data found"): that is
@@ -64,8 +67,9 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)(?::|$)")
 # What `accelerate launch` raises when its child fails: it hides the child's own error, printed before it.
 LAUNCHER_ERROR = "subprocess.CalledProcessError:"
-# sd-scripts' rich logger wraps at 80 columns when its output is not a terminal; this unwraps it.
-LOG_COLUMNS = "1000"
+# sd-scripts' rich logger wraps at 80 columns when its output is not a terminal, and pads every
+# line to the width: wide enough for its messages, narrow enough to keep the log small.
+LOG_COLUMNS = "320"
 
 
 class Failure(Exception):
@@ -336,6 +340,10 @@ def train(paths, env):
         if state:
             options["resume"] = state
             print(f"entrypoint: resuming from {state}", file=sys.stderr, flush=True)
+    # The image carries the CLIP tokenizers (LORA_TOKENIZER_CACHE_DIR): no model hub at run time.
+    tokenizers = env.get("LORA_TOKENIZER_CACHE_DIR")
+    if tokenizers and "tokenizer_cache_dir" not in options:
+        options["tokenizer_cache_dir"] = tokenizers
     for directory in (output_dir, paths.model, paths.checkpoints):
         os.makedirs(directory, exist_ok=True)
     write_file_atomically(paths.config, "".join(f"{key} = {toml_value(value)}\n" for key, value in options.items()))

@@ -6,7 +6,7 @@
  */
 import type { BaseModelFamily, TrainingRun } from '../pipeline/input';
 import { bucketSettings, runBucketSettings, type BucketSettings } from './buckets';
-import { KOHYA_OPTION_NAMES, kohyaOptionIssues, referenceDefaults, type KohyaIssue, type KohyaOptions, type KohyaOverrides, type KohyaValue } from './options';
+import { DEVICE_PROFILES, KOHYA_OPTION_NAMES, kohyaOptionIssues, referenceDefaults, type KohyaIssue, type KohyaOptions, type KohyaOverrides, type KohyaValue } from './options';
 
 export type { KohyaOptions, KohyaValue } from './options';
 
@@ -73,9 +73,11 @@ export function resolveKohyaOptions(
  * and the run name as output name. A validated run's options are always usable.
  */
 export function kohyaOptionsFor(run: Pick<TrainingRun, 'baseModel' | 'training' | 'runName' | 'preprocess'>): KohyaOptions {
-  const { epochs, networkDim, networkAlpha, kohya } = run.training;
-  const overrides = { ...kohya, max_train_epochs: epochs, network_dim: networkDim, network_alpha: networkAlpha };
+  const { epochs, networkDim, networkAlpha, kohya, device } = run.training;
+  const overrides = { ...DEVICE_PROFILES[device], ...kohya, max_train_epochs: epochs, network_dim: networkDim, network_alpha: networkAlpha };
   const options = resolveKohyaOptions(run.baseModel.family, overrides, runBucketSettings(run));
+  // A run that trains for a number of steps leaves the epochs out: sd-scripts would let them win.
+  if (kohya.max_train_steps !== undefined) delete options.max_train_epochs;
   return { ...options, output_name: run.runName };
 }
 

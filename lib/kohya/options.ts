@@ -104,6 +104,8 @@ const OPTION_SPECS = {
   lr_warmup_steps: spec('int', z.number().int().min(0)),
   lr_scheduler_num_cycles: spec('int', positiveInt(1000)),
   max_train_epochs: spec('int', positiveInt(1000)),
+  // sd-scripts lets max_train_epochs win when both are set: a run with this leaves epochs out.
+  max_train_steps: spec('int', positiveInt(10_000_000)),
   save_every_n_epochs: spec('int', positiveInt(1000)),
   save_last_n_epochs: spec('int', positiveInt(1000)),
   train_batch_size: spec('int', positiveInt(64)),
@@ -117,6 +119,10 @@ const OPTION_SPECS = {
   save_precision: spec('string', z.enum(['float', 'fp16', 'bf16'])),
   xformers: bool(),
   sdpa: bool(),
+  mem_eff_attn: bool(),
+  full_fp16: bool(),
+  full_bf16: bool(),
+  lowram: bool(),
   cache_latents: bool(),
   cache_latents_to_disk: bool(),
   cache_text_encoder_outputs: spec('bool', z.boolean(), 'sdxl'),
@@ -141,6 +147,10 @@ const OPTION_SPECS = {
   max_token_length: spec('int', z.union([z.literal(75), z.literal(150), z.literal(225)], { error: 'must be 75, 150 or 225 (CLIP tokens; chunks of 75)' })),
   clip_skip: spec('int', positiveInt(12), 'sd15'),
   seed: spec('int', z.number().int().min(0).max(2 ** 32 - 1)),
+  // where the trainer runs
+  /** A folder on the training machine with `openai_clip-vit-large-patch14/` etc.: no model hub needed. */
+  tokenizer_cache_dir: spec('string', z.string().regex(/^[^\u0000-\u001f"]+$/, { error: 'must be a folder path on the training machine' })),
+  console_log_simple: bool(),
 } satisfies Record<string, OptionSpec>;
 
 export type KohyaOptionName = keyof typeof OPTION_SPECS;
@@ -193,6 +203,20 @@ export function referenceDefaults(family: BaseModelFamily): KohyaOptions {
     ...(family === 'sdxl' ? { no_half_vae: true } : { clip_skip: 2 }),
   };
 }
+
+/** Where training runs. "gpu" is the preset as it is; "cpu" is what a host without CUDA needs. */
+export const TRAINING_DEVICES = ['gpu', 'cpu'] as const;
+export type TrainingDevice = (typeof TRAINING_DEVICES)[number];
+
+/**
+ * Options a device needs over the preset; a run's own `training.kohya` still wins. On CPU: no
+ * half precision (CPU kernels are fp32), plain AdamW (bitsandbytes' 8-bit optimizers are CUDA-only)
+ * and no xformers (a CUDA library). Checked end to end by `npm run test:kohya`.
+ */
+export const DEVICE_PROFILES: Record<TrainingDevice, KohyaOverrides> = {
+  gpu: {},
+  cpu: { mixed_precision: 'no', optimizer_type: 'AdamW', xformers: false },
+};
 
 /** The run input's shorthands for sd-scripts options (`training.epochs` is `max_train_epochs`). */
 const KOHYA_SHORTHANDS = { epochs: 'max_train_epochs', networkDim: 'network_dim', networkAlpha: 'network_alpha' } as const;
@@ -277,6 +301,11 @@ export function kohyaOptionIssues(family: BaseModelFamily, options: KohyaOptions
       });
     }
   }
+  for (const [key, precision] of [['full_fp16', 'fp16'], ['full_bf16', 'bf16']] as const) {
+    if (options[key] === true && options.mixed_precision !== precision) {
+      issues.push({ key, message: `needs mixed_precision = "${precision}" (sd-scripts stops otherwise), got ${JSON.stringify(options.mixed_precision ?? 'no')}` });
+    }
+  }
   if (options.cache_text_encoder_outputs === true) {
     if (options.shuffle_caption === true) {
       issues.push({ key: 'cache_text_encoder_outputs', message: 'cannot be used with shuffle_caption = true (cached text encoder outputs cannot follow shuffled captions); set shuffle_caption = false' });
@@ -317,6 +346,9 @@ export function foldKohyaShorthands(
       addIssue(['kohya', option], `${override} conflicts with training.${field} = ${given}; set only one of them`);
     }
     folded[field] = given ?? override ?? defaults[field];
+  }
+  if (kohya.max_train_steps !== undefined && (training.epochs !== undefined || training.kohya.max_train_epochs !== undefined)) {
+    addIssue(['kohya', 'max_train_steps'], 'conflicts with the number of epochs (sd-scripts lets max_train_epochs win); set only one of them');
   }
   return { ...folded, kohya };
 }

@@ -3,7 +3,7 @@
  * validate the same shape; defaults are filled here, once, so history records what actually ran.
  */
 import { z } from 'zod';
-import { foldKohyaShorthands, kohyaOptionIssues, KohyaOverrides, referenceDefaults } from '../kohya/options';
+import { DEVICE_PROFILES, foldKohyaShorthands, kohyaOptionIssues, KohyaOverrides, referenceDefaults, TRAINING_DEVICES } from '../kohya/options';
 import { PreprocessOptions } from '../image/options';
 
 export const BASE_MODEL_FAMILIES = ['sd15', 'sdxl'] as const;
@@ -117,6 +117,8 @@ export const TrainingRunInput = z
         epochs: z.number().int().min(1).max(1000).optional(),
         networkDim: z.number().int().min(1).max(1024).optional(),
         networkAlpha: z.number().positive().max(1024).optional(),
+        /** "cpu" sets what a host without CUDA needs over the preset (lib/kohya/options.ts DEVICE_PROFILES). */
+        device: z.enum(TRAINING_DEVICES).default('gpu'),
         /**
          * sd-scripts options over the family's preset (lib/kohya/options.ts lists them); its
          * max_train_epochs, network_dim and network_alpha fold into the three fields above.
@@ -124,9 +126,10 @@ export const TrainingRunInput = z
         kohya: KohyaOverrides.default({}),
       })
       .strict()
-      .transform((training, ctx) =>
-        foldKohyaShorthands(training, TRAINING_DEFAULTS, (path, message) => ctx.addIssue({ code: 'custom', path, message })),
-      )
+      .transform((training, ctx) => ({
+        ...foldKohyaShorthands(training, TRAINING_DEFAULTS, (path, message) => ctx.addIssue({ code: 'custom', path, message })),
+        device: training.device,
+      }))
       .prefault({}),
     /** How often training status is polled. */
     pollInterval: DURATION.default('30s'),
@@ -146,7 +149,11 @@ export const TrainingRunInput = z
       if (problem) ctx.addIssue({ code: 'custom', path: ['trainer', 'maxWaitSeconds'], message: problem });
     }
     const family = input.baseModel.family;
-    for (const issue of kohyaOptionIssues(family, { ...referenceDefaults(family), ...input.training.kohya })) {
+    if (input.trainer.kind === 'sagemaker' && input.training.device === 'cpu') {
+      ctx.addIssue({ code: 'custom', path: ['training', 'device'], message: 'must be "gpu" with trainer.kind "sagemaker": its instance types are GPU instances' });
+    }
+    const deviceOptions = DEVICE_PROFILES[input.training.device];
+    for (const issue of kohyaOptionIssues(family, { ...referenceDefaults(family), ...deviceOptions, ...input.training.kohya })) {
       ctx.addIssue({ code: 'custom', path: ['training', 'kohya', issue.key], message: issue.message });
     }
   });

@@ -173,7 +173,8 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
     expect(hyperParameters).toMatchObject({ network_alpha: '4.0', network_dim: '8', lora_family: 'sdxl', lora_model_file: 'sdxl_base.safetensors' });
     const ml = await mlRoot('sdxl', hyperParameters, { model: 'sdxl_base.safetensors' });
 
-    const run = await runEntrypoint(ml);
+    // As the image sets it: the tokenizers it carries, so the job needs no model hub.
+    const run = await runEntrypoint(ml, { LORA_TOKENIZER_CACHE_DIR: '/opt/tokenizers' });
     expect(run.output).toContain('model saved.');
     expect(run.code).toBe(0);
 
@@ -194,6 +195,7 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
       train_data_dir: ml.path('input', 'data', 'dataset'),
       output_dir: ml.path('model'),
       pretrained_model_name_or_path: ml.path('input', 'data', 'model', 'sdxl_base.safetensors'),
+      tokenizer_cache_dir: '/opt/tokenizers',
     });
     // Floats keep their point, integers do not: sd-scripts takes the TOML types as they are.
     expect(tomlText).toMatch(/^network_alpha = 4\.0$/m);
@@ -251,7 +253,7 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
     ].join(' ');
     const run = await runEntrypoint(ml, { LORA_KOHYA_COMMAND: JSON.stringify([process.execPath, '-e', crash, '--']) });
     expect(run.code).toBe(1);
-    expect(run.output).toContain('columns=1000\n');
+    expect(run.output).toContain('columns=320\n');
     expect(await fs.readFile(ml.path('output', 'failure'), 'utf8')).toBe('sd-scripts exited with code 1: ImportError: No xformers / xformersがインストールされていないようです\n');
   });
 

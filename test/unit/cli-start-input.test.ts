@@ -136,8 +136,10 @@ describe('buildStartInput', () => {
       const input = buildStartInput({ name: 'from-flag', dim: '64' }, file, CWD);
       expect(input.runName).toBe('from-flag');
       expect(input.dataset).toBe('s3://bucket/x');
-      expect(input.training).toEqual({ epochs: 5, networkDim: 64, networkAlpha: 16, kohya: {} });
+      expect(input.training).toEqual({ epochs: 5, networkDim: 64, networkAlpha: 16, kohya: {}, device: 'gpu' });
       expect(input.review).toEqual({ policy: 'always', timeout: '7d' });
+      expect(buildStartInput({ name: 'cpu', device: 'cpu' }, file, CWD).training.device).toBe('cpu');
+      expect(() => buildStartInput({ name: 'tpu', device: 'tpu' }, file, CWD)).toThrow(/^--device: /);
     });
 
     it('does not modify the object it was given', () => {

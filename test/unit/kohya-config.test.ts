@@ -165,8 +165,8 @@ describe('kohyaOptionsFor and the run input', () => {
 
   it('folds sd-scripts spellings of the shorthands into them, so registration checks the same dim', () => {
     const run = TrainingRunInput.parse({ runName: 'cat', dataset: '/d', training: { kohya: { network_dim: 64, max_train_epochs: 3 } } });
-    expect(run.training).toEqual({ epochs: 3, networkDim: 64, networkAlpha: 16, kohya: {} });
-    expect(TrainingRunInput.parse({ runName: 'cat', dataset: '/d' }).training).toEqual({ epochs: 10, networkDim: 32, networkAlpha: 16, kohya: {} });
+    expect(run.training).toEqual({ epochs: 3, networkDim: 64, networkAlpha: 16, kohya: {}, device: 'gpu' });
+    expect(TrainingRunInput.parse({ runName: 'cat', dataset: '/d' }).training).toEqual({ epochs: 10, networkDim: 32, networkAlpha: 16, kohya: {}, device: 'gpu' });
   });
 
   it('names the problems in training.kohya when the input is parsed', () => {
@@ -184,6 +184,48 @@ describe('kohyaOptionsFor and the run input', () => {
       ].join('; '),
     );
     expect(error({ networkDim: 8, kohya: { network_dim: 8, unet_lr: 2e-4 } })).toBeUndefined();
+  });
+
+  it('supports the options a CPU host, an offline host or a step budget needs, each validated', () => {
+    const run = (training: Record<string, unknown>) => TrainingRunInput.safeParse({ runName: 'cat', dataset: '/d', training });
+    const options = (training: Record<string, unknown>) => {
+      const parsed = run(training);
+      if (!parsed.success) throw new Error(formatZodError(parsed.error));
+      return kohyaOptionsFor(parsed.data);
+    };
+    expect(
+      options({ kohya: { tokenizer_cache_dir: '/opt/tokenizers', lowram: true, mem_eff_attn: true, console_log_simple: true, mixed_precision: 'fp16', full_fp16: true } }),
+    ).toMatchObject({ tokenizer_cache_dir: '/opt/tokenizers', lowram: true, mem_eff_attn: true, console_log_simple: true, full_fp16: true });
+    // Steps instead of epochs: sd-scripts would let max_train_epochs win, so it is left out.
+    const bySteps = options({ kohya: { max_train_steps: 1200 } });
+    expect(bySteps).toMatchObject({ max_train_steps: 1200 });
+    expect(bySteps).not.toHaveProperty('max_train_epochs');
+    const error = (training: Record<string, unknown>) => {
+      const parsed = run(training);
+      return parsed.success ? undefined : formatZodError(parsed.error);
+    };
+    expect(error({ epochs: 3, kohya: { max_train_steps: 1200 } })).toBe(
+      'input.training.kohya.max_train_steps: conflicts with the number of epochs (sd-scripts lets max_train_epochs win); set only one of them',
+    );
+    expect(error({ kohya: { full_fp16: true, mixed_precision: 'bf16' } })).toBe('input.training.kohya.full_fp16: needs mixed_precision = "fp16" (sd-scripts stops otherwise), got "bf16"');
+    expect(error({ kohya: { full_bf16: true, mixed_precision: 'no' } })).toMatch(/full_bf16: needs mixed_precision = "bf16"/);
+    expect(error({ kohya: { tokenizer_cache_dir: 'a\nb' } })).toBe('input.training.kohya.tokenizer_cache_dir: must be a folder path on the training machine');
+  });
+
+  it('--device cpu: what a host without CUDA needs over the preset, the run\'s own options still winning', () => {
+    const cpu = (training: Record<string, unknown>, trainer?: Record<string, unknown>) =>
+      TrainingRunInput.safeParse({ runName: 'cat', dataset: '/d', training: { device: 'cpu', ...training }, ...(trainer && { trainer }) });
+    const parsed = cpu({});
+    if (!parsed.success) throw parsed.error;
+    expect(kohyaOptionsFor(parsed.data)).toMatchObject({ mixed_precision: 'no', optimizer_type: 'AdamW', xformers: false });
+    const own = cpu({ kohya: { optimizer_type: 'Lion' } });
+    if (!own.success) throw own.error;
+    expect(kohyaOptionsFor(own.data)).toMatchObject({ mixed_precision: 'no', optimizer_type: 'Lion' });
+    expect(kohyaOptionsFor(TrainingRunInput.parse({ runName: 'cat', dataset: '/d' }))).toMatchObject({ mixed_precision: 'fp16', optimizer_type: 'AdamW8bit', xformers: true });
+    const onSageMaker = cpu({}, { kind: 'sagemaker', imageUri: 'i', roleArn: 'arn:aws:iam::123456789012:role/r' });
+    expect(onSageMaker.success ? undefined : formatZodError(onSageMaker.error)).toBe(
+      'input.training.device: must be "gpu" with trainer.kind "sagemaker": its instance types are GPU instances',
+    );
   });
 
   it('checks the spot options', () => {
