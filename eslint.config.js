@@ -3,7 +3,7 @@
 const tseslint = require('typescript-eslint');
 
 module.exports = tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.venv/**', '.data/**', 'coverage/**', 'eslint.config.js', 'jest.config.js', 'jest.faults.config.js'] },
+  { ignores: ['dist/**', 'node_modules/**', '.venv/**', '.data/**', 'coverage/**', 'eslint.config.js', 'jest.config.js', 'jest.faults.config.js', 'jest.kohya.config.js'] },
   ...tseslint.configs.recommended,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: __dirname } },

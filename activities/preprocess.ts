@@ -50,6 +50,8 @@ export const PreprocessInput = z
     repeats: z.number().int().min(1),
     concept: z.string().regex(/^[^\s/\\_][^/\\]*$/, 'must be a folder-safe name without "/" or "\\"'),
     options: PreprocessOptions.prefault({}),
+    /** sd-scripts' bucket_no_upscale: images are written at sizes that mode trains them at, never enlarged. */
+    bucketNoUpscale: z.boolean().default(false),
   })
   .strict();
 export type PreprocessInput = z.input<typeof PreprocessInput>;
@@ -157,7 +159,7 @@ export function makePreprocessActivities(deps: ActivityDeps, tuning: { concurren
     const reader = openDataset(input.dataset, deps);
     const listing = await reader.list();
     const options = { ...input.options, size: input.options.size ?? TARGET_SIZE[input.family] };
-    const buckets = bucketSettings(input.family, options.size);
+    const buckets = { ...bucketSettings(input.family, options.size), ...(input.bucketNoUpscale && { noUpscale: true }) };
     const datasetPlan = planDataset(listing, {
       repeats: input.repeats,
       concept: input.concept,

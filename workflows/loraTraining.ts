@@ -131,6 +131,8 @@ export async function loraTrainingWorkflow(rawInput: TrainingRunInput): Promise<
       repeats: run.repeats,
       concept: conceptOf(run),
       options: run.preprocess,
+      // sd-scripts then keeps small images small: preprocessing must not enlarge them either.
+      ...(run.training.kohya.bucket_no_upscale === true && { bucketNoUpscale: true }),
     });
     update({ images: { found: plan.total, kept: 0, skipped: plan.skipped } });
     let nextBatch = 0;

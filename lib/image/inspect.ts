@@ -7,7 +7,7 @@
  * images are processed concurrently its messages can carry other images' errors. Fixed wording
  * also keeps the manifest identical across retries.
  */
-import { bucketResolutions, coverCrop, selectBucket, type BucketSettings, type Box, type Size } from '../kohya/buckets';
+import { bucketResolutions, coverCrop, selectBucket, selectBucketNoUpscale, type BucketFit, type BucketSettings, type Box, type Size } from '../kohya/buckets';
 import type { CropStrategy } from './options';
 
 /** sharp's own default pixel limit: bigger images are refused before decoding (decompression bombs). */
@@ -95,11 +95,8 @@ export function planImage(header: ImageHeader, options: TargetOptions): { skip: 
   const oriented = orientedSize(width, height, header.orientation);
   if (Math.min(width, height) < options.minSide) return { skip: SKIP_REASONS.tooSmall(oriented.width, oriented.height, options.minSide) };
 
-  const target: Size =
-    options.strategy === 'bucket'
-      ? selectBucket(bucketsFor(options.buckets), oriented.width, oriented.height).bucket
-      : { width: options.size, height: options.size };
-  const fit = coverCrop(oriented.width, oriented.height, target);
+  const fit = fitOf(oriented, options);
+  const target = fit.bucket;
   // Cover: the larger of the two ratios (coverCrop rounds the sizes it gives from the same factor).
   const scale = Math.max(target.width / oriented.width, target.height / oriented.height);
 
@@ -116,6 +113,23 @@ export function planImage(header: ImageHeader, options: TargetOptions): { skip: 
 
   const smart = options.strategy === 'attention' || options.strategy === 'entropy';
   return { oriented, output: target, resized: fit.resized, crop: smart ? undefined : fit.crop, scale, warnings };
+}
+
+/**
+ * Where the image goes: its kohya bucket, or the square. With `bucket_no_upscale` nothing is made
+ * larger: the bucket is sd-scripts' no-upscale bucket, and the square no larger than the shorter
+ * side allows (down to the step), so that sd-scripts in that mode trains the image as written.
+ */
+function fitOf(oriented: Size, options: TargetOptions): BucketFit {
+  const { buckets } = options;
+  if (options.strategy === 'bucket') {
+    return buckets.noUpscale
+      ? selectBucketNoUpscale(buckets, oriented.width, oriented.height)
+      : selectBucket(bucketsFor(buckets), oriented.width, oriented.height);
+  }
+  const shorter = Math.min(oriented.width, oriented.height);
+  const side = buckets.noUpscale ? Math.min(options.size, shorter - (shorter % buckets.step)) : options.size;
+  return coverCrop(oriented.width, oriented.height, { width: side, height: side });
 }
 
 /** The crop in the oriented source's pixels: what part of the original picture was kept. */

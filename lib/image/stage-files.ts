@@ -28,6 +28,7 @@ export const BucketSettingsSchema = z.object({
   minBucketReso: z.number().int(),
   maxBucketReso: z.number().int(),
   step: z.number().int(),
+  noUpscale: z.boolean().optional(),
 });
 
 export const PreprocessPlanFile = z.object({

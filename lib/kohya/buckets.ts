@@ -12,6 +12,11 @@ export interface BucketSettings {
   minBucketReso: number;
   maxBucketReso: number;
   step: number;
+  /**
+   * sd-scripts' `bucket_no_upscale`: no predefined buckets; an image larger than resolution² is
+   * scaled down to about that area, a smaller one kept, then cropped to multiples of the step.
+   */
+  noUpscale?: boolean;
 }
 
 export interface Size {
@@ -116,6 +121,39 @@ export function coverCrop(width: number, height: number, target: Size): BucketFi
     height: target.height,
   };
   return { bucket: { width: target.width, height: target.height }, resized, crop };
+}
+
+/**
+ * The bucket of an image in `bucket_no_upscale` mode, with sd-scripts' arithmetic
+ * (BucketManager.select_bucket): above the resolution's area the image is scaled to that area,
+ * keeping whichever of width or height, rounded to the step, better keeps the aspect ratio; below
+ * it, it is kept; the bucket is that size cut down to multiples of the step, centred.
+ */
+export function selectBucketNoUpscale(settings: Pick<BucketSettings, 'resolution' | 'step'>, width: number, height: number): BucketFit {
+  const { step } = settings;
+  const maxArea = settings.resolution * settings.resolution;
+  const aspect = width / height;
+  // Python's int(x + 0.5) on a positive number, then down to the step.
+  const roundToSteps = (x: number) => {
+    const rounded = Math.floor(x + 0.5);
+    return rounded - (rounded % step);
+  };
+  let resized: Size = { width, height };
+  if (width * height > maxArea) {
+    const scaledWidth = Math.sqrt(maxArea * aspect);
+    const scaledHeight = maxArea / scaledWidth;
+    const byWidth = roundToSteps(scaledWidth);
+    const byWidthAspect = byWidth / roundToSteps(byWidth / aspect);
+    const byHeight = roundToSteps(scaledHeight);
+    const byHeightAspect = roundToSteps(byHeight * aspect) / byHeight;
+    resized =
+      Math.abs(byWidthAspect - aspect) < Math.abs(byHeightAspect - aspect)
+        ? { width: byWidth, height: Math.floor(byWidth / aspect + 0.5) }
+        : { width: Math.floor(byHeight * aspect + 0.5), height: byHeight };
+  }
+  const bucket = { width: resized.width - (resized.width % step), height: resized.height - (resized.height % step) };
+  const crop = { left: Math.floor((resized.width - bucket.width) / 2), top: Math.floor((resized.height - bucket.height) / 2), ...bucket };
+  return { bucket, resized, crop };
 }
 
 /** "576x448": how a bucket is named in the manifest's histogram. */

@@ -3,6 +3,7 @@
  * know about each image, so that workflow history only ever carries the manifest's key and counts.
  */
 import { z } from 'zod';
+import { BucketSettingsSchema } from '../image/stage-files';
 import { BASE_MODEL_FAMILIES } from './input';
 
 const Size = z.object({ width: z.number().int().positive(), height: z.number().int().positive() });
@@ -70,7 +71,7 @@ export const DatasetManifest = z.object({
       minSide: z.number().int(),
       strict: z.boolean(),
       batchSize: z.number().int(),
-      buckets: z.object({ resolution: z.number(), minBucketReso: z.number(), maxBucketReso: z.number(), step: z.number() }),
+      buckets: BucketSettingsSchema,
     })
     .optional(),
   /** `kohya` when the dataset came as `<repeats>_<name>/` folders, `flat` when it was one folder. */

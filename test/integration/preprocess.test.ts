@@ -638,3 +638,17 @@ describe('preprocess: an s3:// dataset with keys that would leave it', () => {
     ]);
   });
 });
+
+describe('preprocess: bucket_no_upscale', () => {
+  it('writes small images at their no-upscale bucket and records the mode in the manifest', async () => {
+    const dataset = path.join(tmp, 'no-upscale');
+    await writeFiles(dataset, { 'small.jpg': await pattern(300, 400, 25).jpeg().toBuffer(), 'large.jpg': await pattern(1600, 1200, 26).jpeg().toBuffer() });
+    const { result } = await preprocess(input({ runId: 'run-no-upscale', dataset, bucketNoUpscale: true, options: { strategy: 'bucket' } }));
+    const manifest = await readManifest(result.manifestKey);
+    expect(Object.fromEntries(manifest.images.map((image) => [image.source, `${image.width}x${image.height}`]))).toEqual({ 'large.jpg': '512x384', 'small.jpg': '256x384' });
+    expect(manifest.images.every((image) => (image.warnings ?? []).length === 0)).toBe(true);
+    expect(manifest.preprocess?.buckets).toMatchObject({ resolution: 512, noUpscale: true });
+    const written = await sharp(await workStore.get(manifest.images.find((image) => image.source === 'small.jpg')!.output)).metadata();
+    expect([written.width, written.height]).toEqual([256, 384]);
+  });
+});

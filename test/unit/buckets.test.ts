@@ -1,4 +1,4 @@
-import { bucketName, bucketResolutions, bucketSettings, coverCrop, runBucketSettings, selectBucket } from '../../lib/kohya/buckets';
+import { bucketName, bucketResolutions, bucketSettings, coverCrop, runBucketSettings, selectBucket, selectBucketNoUpscale } from '../../lib/kohya/buckets';
 
 const names = (sizes: { width: number; height: number }[]) => sizes.map(bucketName);
 
@@ -117,5 +117,28 @@ describe('coverCrop', () => {
   it('centres the crop, rounding the offset down', () => {
     expect(coverCrop(800, 600, { width: 512, height: 512 }).crop).toEqual({ left: 85, top: 0, width: 512, height: 512 });
     expect(coverCrop(600, 800, { width: 512, height: 512 }).crop).toEqual({ left: 0, top: 85, width: 512, height: 512 });
+  });
+});
+
+describe('selectBucketNoUpscale (sd-scripts bucket_no_upscale)', () => {
+  const sd15 = bucketSettings('sd15');
+
+  it('scales a large image down to about resolution² and crops to the step, keeping the better aspect', () => {
+    // 4000×3000 → 591×443 at the area; by width 576×384 (1.5), by height 512×384 (4:3 exactly): height wins.
+    expect(selectBucketNoUpscale(sd15, 4000, 3000)).toEqual({
+      bucket: { width: 512, height: 384 },
+      resized: { width: 512, height: 384 },
+      crop: { left: 0, top: 0, width: 512, height: 384 },
+    });
+  });
+
+  it('keeps a small image at its size and crops it down to the step, centred: nothing is enlarged', () => {
+    expect(selectBucketNoUpscale(sd15, 300, 200)).toEqual({
+      bucket: { width: 256, height: 192 },
+      resized: { width: 300, height: 200 },
+      crop: { left: 22, top: 4, width: 256, height: 192 },
+    });
+    // A size already on the step is its own bucket.
+    expect(selectBucketNoUpscale(sd15, 448, 320).bucket).toEqual({ width: 448, height: 320 });
   });
 });

@@ -76,6 +76,25 @@ describe('planImage', () => {
   });
 });
 
+describe('planImage with bucket_no_upscale', () => {
+  const noUpscale = { ...bucket.buckets, noUpscale: true };
+
+  it('writes a small image at its no-upscale bucket, never enlarged, and a large one scaled down', () => {
+    const small = plan({ format: 'jpeg', width: 300, height: 400 }, { ...bucket, buckets: noUpscale });
+    expect(small).toMatchObject({ output: { width: 256, height: 384 }, resized: { width: 300, height: 400 }, crop: { left: 22, top: 8 }, warnings: [] });
+    expect(small.scale).toBeLessThanOrEqual(1);
+    expect(plan({ format: 'jpeg', width: 4000, height: 3000 }, { ...bucket, buckets: noUpscale }).output).toEqual({ width: 512, height: 384 });
+    // Without it, the same small image is enlarged to a normal bucket, with a warning.
+    expect(plan({ format: 'jpeg', width: 300, height: 400 }, bucket).warnings[0]).toMatch(/^upscaled /);
+  });
+
+  it('keeps a square crop no larger than the shorter side allows, down to the step', () => {
+    const small = plan({ format: 'png', width: 300, height: 350 }, { ...square, buckets: noUpscale });
+    expect(small).toMatchObject({ output: { width: 256, height: 256 }, warnings: [] });
+    expect(plan({ format: 'png', width: 900, height: 700 }, { ...square, buckets: noUpscale }).output).toEqual({ width: 512, height: 512 });
+  });
+});
+
 describe('cropInSource', () => {
   it('maps the crop back to source pixels', () => {
     const p = plan({ format: 'jpeg', width: 4000, height: 3000 });
