@@ -12,11 +12,11 @@ TEMPORAL_TEST_SERVER_VERSION=1.40.0 # time-skipping server for long timers
 MOTO_VERSION=5.2.5
 TEMPORAL_GO_FALLBACK=github.com/temporalio/cli/cmd/temporal@v1.5.1
 # Independent references the tests and benchmarks compare against: Pillow (preprocessing baseline),
-# safetensors + numpy (a second LoRA writer), ftfy + regex (open_clip's reference CLIP tokenizer),
-# awscli (upload baseline).
-PY_REFERENCES=(pillow==13.0.0 safetensors==0.8.0 numpy==2.4.6 ftfy==6.3.1 regex==2026.11.19 awscli==1.46.3)
-# Ships the CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz) and the reference tokenizer source;
-# installed without its dependencies (torch) since only those two files are used.
+# safetensors + numpy (a second LoRA writer), transformers + ftfy (the CLIPTokenizer sd-scripts
+# truncates captions with; its version is sd-scripts' pin), awscli (upload baseline).
+PY_REFERENCES=(pillow==13.0.0 safetensors==0.8.0 numpy==2.4.6 ftfy==6.3.1 regex==2026.11.19 transformers==4.44.0 awscli==1.46.3)
+# Ships the CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz); installed without its dependencies
+# (torch) since only that file is used.
 OPEN_CLIP=open-clip-torch==3.3.0
 
 say() { printf '[setup] %s\n' "$*"; }

@@ -7,6 +7,7 @@
 import type { IssueCounts } from '../pipeline/status';
 import { captionNameFor, parseKohyaFolder, stemOf } from '../kohya/layout';
 import type { ClipTokenizer } from '../clip/tokenizer';
+import { fixMojibake } from '../clip/ftfy';
 import { cleanText, pythonStrip } from '../clip/text';
 import { type CaptionRuleOptions, tokenLimitOf } from './options';
 import { utf8Length } from '../pipeline/review';
@@ -24,6 +25,7 @@ export const RULE_SEVERITY = {
   'banned-term': 'error',
   'folder-name': 'error',
   'token-limit': 'warning',
+  'mojibake': 'warning',
   'multiple-lines': 'warning',
   'duplicate-caption': 'warning',
   'repeated-tag': 'warning',
@@ -310,6 +312,27 @@ export const tokenLimit: CaptionFileRule = (image, { options, tokenizer }) => {
   ];
 };
 
+/**
+ * UTF-8 text that was read as Windows-1252 or Latin-1 somewhere along the way ("cafÃ©"): the caption
+ * file, its tag statistics and keep_tokens hold the garbled text, whatever the tokenizer repairs.
+ */
+export const mojibake: CaptionFileRule = (image) => {
+  const text = trainedCaption(image);
+  if (text === undefined) return [];
+  const repaired = fixMojibake(text);
+  if (repaired === text) return [];
+  const file = captionNameFor(image.file);
+  return [
+    issue(
+      'mojibake',
+      file,
+      `${file} looks like UTF-8 text that was read in another encoding (Windows-1252 or Latin-1): ${quote(text)} ` +
+        `probably means ${quote(repaired)}`,
+      `Rewrite ${file} with the intended text: ${quote(repaired)}.`,
+    ),
+  ];
+};
+
 /** When a caption exists sd-scripts does not add the class tokens: the trigger word must be in it. */
 export const triggerWordMissing: CaptionFileRule = (image, { options }) => {
   const text = trainedCaption(image);
@@ -427,6 +450,7 @@ export const CAPTION_FILE_RULES: readonly CaptionFileRule[] = [
   byteOrderMark,
   crlfLineEndings,
   multipleLines,
+  mojibake,
   tokenLimit,
   triggerWordMissing,
   repeatedTags,

@@ -1,11 +1,13 @@
 /**
- * `ftfy.fix_text` with its default settings (ftfy 6), which open_clip runs on every caption before
- * the BPE: curly quotes, Latin ligatures, full-width forms, C1 controls, terminal escapes, control
- * characters, line breaks, lone surrogates, HTML entities, NFC. Its mojibake repair (`fix_encoding`,
- * guessing that "cafÃ©" was "café" read in the wrong encoding) is heuristic and not replicated:
- * such a caption may count differently here. Pure; checked against ftfy in
+ * `ftfy.fix_text` with its default settings (ftfy 6), which transformers' CLIPTokenizer runs on every
+ * caption before the BPE: curly quotes, Latin ligatures, full-width forms, C1 controls, terminal
+ * escapes, control characters, line breaks, lone surrogates, HTML entities, NFC, and mojibake:
+ * UTF-8 that was read as Latin-1 or Windows-1252 ("cafÃ©" is "café"). ftfy's mojibake repair weighs
+ * many encodings by a heuristic; this one repairs the common case (those two encodings, the whole
+ * text or each broken sequence on its own). Pure; checked against ftfy in
  * test/integration/clip-reference.test.ts.
  */
+import { firstInvalidUtf8 } from '../utf8';
 import { htmlUnescape, namedEntity, WINDOWS_1252_C1 } from './html';
 
 const LIGATURES: Readonly<Record<string, string>> = {
@@ -66,7 +68,7 @@ function fixLine(line: string, unescapeEntities: boolean): string {
   for (;;) {
     const before = text;
     if (unescapeEntities) text = text.replace(ENTITY, unescapeEntity);
-    text = text
+    text = fixMojibake(text)
       .replace(C1_CONTROL, (char) => WINDOWS_1252_C1[char.charCodeAt(0) - 0x80])
       .replace(LIGATURE, (char) => LIGATURES[char])
       .replace(WIDE_FORM, narrowOf)
@@ -97,4 +99,55 @@ function unescapeEntity(reference: string): string {
   const lower = name.toLowerCase();
   const shouted = name === lower.toUpperCase() ? namedEntity(lower) : undefined;
   return shouted !== undefined && htmlUnescape(reference) === reference ? shouted.toUpperCase() : reference;
+}
+
+/** A continuation byte (0x80-0xBF) as Latin-1 or Windows-1252 shows it. */
+const CONTINUATION = `[\\x80-\\xbf${WINDOWS_1252_C1.replace(/[\x80-\x9f]/g, '')}]`;
+/**
+ * The continuation characters that are a sure sign: all but the typographic punctuation Windows-1252
+ * puts there (‘’‚“”„•…–—), which real text has after a capital letter ("Ã…" is left alone, as ftfy does).
+ */
+const SURE_CONTINUATION = /[\x80-\xbf\u20ac\u0192\u02c6\u2030\u0160\u2039\u0152\u017d\u02dc\u2122\u0161\u203a\u0153\u017e\u0178\u2020\u2021]/;
+/** Whole UTF-8 sequences (a lead byte and its continuation bytes) shown as single-byte characters, adjacent ones together. */
+const UTF8_AS_SINGLE_BYTES = new RegExp(`(?:[\\xc2-\\xdf]${CONTINUATION}|[\\xe0-\\xef]${CONTINUATION}{2}|[\\xf0-\\xf4]${CONTINUATION}{3})+`, 'g');
+
+/** Mojibake for sure: a sequence holding a continuation character that plain text does not put there. */
+function looksMisdecoded(sequence: string): boolean {
+  return SURE_CONTINUATION.test(sequence.slice(1));
+}
+
+/** The byte each character stands for in Latin-1, or in Windows-1252 (undefined bytes as C1, as ftfy's "sloppy" codec). */
+const ENCODINGS: ReadonlyMap<string, number>[] = [
+  new Map(Array.from({ length: 256 }, (_, byte) => [String.fromCharCode(byte), byte])),
+  new Map(Array.from({ length: 256 }, (_, byte) => [byte >= 0x80 && byte <= 0x9f ? WINDOWS_1252_C1[byte - 0x80] : String.fromCharCode(byte), byte])),
+];
+
+function strictUtf8(bytes: Uint8Array): string | undefined {
+  return firstInvalidUtf8(bytes) === undefined ? Buffer.from(bytes).toString('utf8') : undefined;
+}
+
+/** The text's bytes in that single-byte encoding, read as UTF-8; undefined when either step fails. */
+function reread(text: string, encoding: ReadonlyMap<string, number>): string | undefined {
+  const bytes: number[] = [];
+  for (const char of text) {
+    const byte = encoding.get(char);
+    if (byte === undefined) return undefined;
+    bytes.push(byte);
+  }
+  return strictUtf8(Uint8Array.from(bytes));
+}
+
+/**
+ * Mojibake repaired: text holding UTF-8 sequences shown as Latin-1 or Windows-1252 characters is
+ * re-read as UTF-8 whole when it can be, else each such sequence on its own. Text without such a
+ * sequence is returned as it is. Exported for the caption check that names the intended text.
+ */
+export function fixMojibake(text: string): string {
+  if (!Array.from(text.matchAll(UTF8_AS_SINGLE_BYTES), (match) => match[0]).some(looksMisdecoded)) return text;
+  for (const encoding of ENCODINGS) {
+    const whole = reread(text, encoding);
+    if (whole !== undefined) return whole;
+  }
+  // Mixed with good text: each run of sequences that is surely mojibake, on its own.
+  return text.replace(UTF8_AS_SINGLE_BYTES, (run) => (looksMisdecoded(run) ? (reread(run, ENCODINGS[1]) ?? run) : run));
 }

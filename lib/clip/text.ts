@@ -1,11 +1,11 @@
 /**
- * The text cleaning open_clip applies before CLIP's BPE: ftfy's fixes, HTML unescaping (twice),
- * whitespace collapsed, lower case. It runs in Python, so whitespace and unescaping follow Python's
+ * The text cleaning transformers' CLIPTokenizer applies before CLIP's BPE (what sd-scripts trains
+ * with): ftfy's fixes, whitespace collapsed, lower case. No HTML unescaping beyond ftfy's own (open_clip
+ * unescapes twice more; sd-scripts does not). It runs in Python, so whitespace follows Python's
  * rules, not JavaScript's (`String.prototype.trim` also strips U+FEFF; Python's `str.strip` does
  * not). Pure.
  */
 import { fixText } from './ftfy';
-import { htmlUnescape } from './html';
 
 /** The characters Python's `str.isspace()` accepts: what `str.split()` and `str.strip()` remove. */
 export const PYTHON_WHITESPACE = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
@@ -23,7 +23,7 @@ export function collapseWhitespace(text: string): string {
   return pythonStrip(text).replace(WHITESPACE_RUN, ' ');
 }
 
-/** What CLIP's BPE sees of a caption: open_clip's "lower" cleaning. */
+/** What CLIP's BPE sees of a caption (or of a piece between special tokens): transformers' cleaning. */
 export function cleanText(text: string): string {
-  return collapseWhitespace(htmlUnescape(htmlUnescape(fixText(text)))).toLowerCase();
+  return collapseWhitespace(fixText(text)).toLowerCase();
 }

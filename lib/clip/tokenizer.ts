@@ -1,7 +1,11 @@
 /**
- * CLIP's byte-level BPE tokenizer, as open_clip's SimpleTokenizer builds and applies it: the text
- * encoder of SD 1.x/SDXL sees these ids, so counting them tells exactly where a caption is cut.
- * The merges text (bpe_simple_vocab_16e6.txt) is passed in; reading it is the caller's job. Pure.
+ * CLIP's byte-level BPE tokenizer as sd-scripts applies it: Hugging Face transformers' (slow)
+ * `CLIPTokenizer` for "openai/clip-vit-large-patch14", whose ids decide where training cuts a caption.
+ * It splits the caption on the literal special tokens first (`<|endoftext|>` is one token), then
+ * cleans each piece with ftfy, whitespace and lower case (no HTML unescaping, unlike open_clip),
+ * then runs the BPE. The merges text (open_clip's bpe_simple_vocab_16e6.txt, the same BPE) is passed
+ * in; reading it is the caller's job. Pure; checked against transformers in
+ * test/integration/clip-reference.test.ts.
  */
 import { cleanText, PYTHON_WHITESPACE } from './text';
 
@@ -10,7 +14,9 @@ export const END_OF_TEXT = 49407;
 
 /** CLIP's vocabulary is 49408 ids: 256 bytes, 256 word-final bytes, these merges, 2 special tokens. */
 const MERGE_COUNT = 49152 - 256 - 2;
-const SPECIAL_TOKENS = ['<start_of_text>', '<end_of_text>'] as const;
+const SPECIAL_TOKENS = ['<|startoftext|>', '<|endoftext|>'] as const;
+/** transformers cuts the raw caption at its added tokens' literal text before anything else. */
+const SPECIAL_TOKEN_SPLIT = /(<\|startoftext\|>|<\|endoftext\|>)/;
 const END_OF_WORD = '</w>';
 
 /**
@@ -27,7 +33,7 @@ function byteCharacters(): string[] {
 
 /** The CLIP split pattern: special tokens, English contractions, letter runs, single digits, other runs. */
 const PRE_TOKEN = new RegExp(
-  `${SPECIAL_TOKENS.join('|')}|'s|'t|'re|'ve|'m|'ll|'d|\\p{L}+|\\p{N}|[^${PYTHON_WHITESPACE}\\p{L}\\p{N}]+`,
+  `${SPECIAL_TOKENS.map((token) => token.replace(/\|/g, '\\|')).join('|')}|'s|'t|'re|'ve|'m|'ll|'d|\\p{L}+|\\p{N}|[^${PYTHON_WHITESPACE}\\p{L}\\p{N}]+`,
   'giu',
 );
 
@@ -39,7 +45,7 @@ export interface ClipToken {
 }
 
 export interface ClipTokenization {
-  /** The cleaned text the offsets refer to (HTML-unescaped, whitespace collapsed, lower case). */
+  /** The cleaned text the offsets refer to (ftfy, whitespace collapsed, lower case; pieces joined by a space). */
   text: string;
   /** Without the start/end tokens. */
   tokens: ClipToken[];
@@ -89,11 +95,25 @@ export class ClipTokenizer {
 
   /** Tokens with the span of cleaned text each came from, to show where a caption would be cut. */
   tokenize(text: string): ClipTokenization {
-    const cleaned = cleanText(text);
+    let cleaned = '';
     const tokens: ClipToken[] = [];
+    for (const part of text.split(SPECIAL_TOKEN_SPLIT)) {
+      const isSpecial = (SPECIAL_TOKENS as readonly string[]).includes(part);
+      const piece = isSpecial ? part : cleanText(part);
+      if (piece === '') continue;
+      const base = cleaned === '' ? 0 : cleaned.length + 1;
+      cleaned = cleaned === '' ? piece : `${cleaned} ${piece}`;
+      if (isSpecial) tokens.push({ id: this.encoder.get(part) as number, start: base, end: base + part.length });
+      else this.tokenizeCleaned(piece, base, tokens);
+    }
+    return { text: cleaned, tokens };
+  }
+
+  /** BPE tokens of one cleaned piece, their offsets shifted by `base`. */
+  private tokenizeCleaned(cleaned: string, base: number, tokens: ClipToken[]): void {
     for (const match of cleaned.matchAll(PRE_TOKEN)) {
       const word = match[0];
-      const wordStart = match.index ?? 0;
+      const wordStart = base + (match.index ?? 0);
       // Characters of the word with their UTF-8 lengths, to turn byte spans back into text offsets.
       const charBytes = Array.from(word, (char) => ({ length: char.length, bytes: this.utf8.encode(char).length }));
       let char = 0;
@@ -117,7 +137,6 @@ export class ClipTokenizer {
         tokens.push({ id: piece.id, start, end });
       }
     }
-    return { text: cleaned, tokens };
   }
 
   private piecesOf(word: string): Piece[] {

@@ -1,12 +1,13 @@
 /**
- * The TypeScript CLIP tokenizer against an independent implementation: open_clip's own
- * tokenizer.py (with ftfy), run by the venv's Python on a few hundred generated captions.
+ * The TypeScript CLIP tokenizer against what sd-scripts truncates captions with: transformers'
+ * CLIPTokenizer (with ftfy), built offline from the same merges and run by the venv's Python on a
+ * few hundred generated captions: tags, prose past 225 tokens, HTML entities, literal special
+ * tokens, emoji, CJK, combining marks, mojibake.
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { loadClipTokenizer } from '../../adapters/clip';
 import { fixText } from '../../lib/clip/ftfy';
-import { cleanText } from '../../lib/clip/text';
 import type { ClipTokenizer } from '../../lib/clip/tokenizer';
 import { installedTools } from '../../scripts/tools';
 import { mulberry32 } from '../../lib/random';
@@ -15,12 +16,10 @@ interface Reference {
   ids: number[];
   /** ftfy.fix_text(caption) */
   fixed: string;
-  /** open_clip's cleaning: ftfy, html.unescape twice, whitespace, lower case */
-  cleaned: string;
 }
 
-function openClipReference(captions: string[]): Reference[] {
-  const output = execFileSync(installedTools().python, [path.join(__dirname, '..', 'support', 'open-clip-reference.py')], {
+function transformersReference(captions: string[]): Reference[] {
+  const output = execFileSync(installedTools().python, [path.join(__dirname, '..', 'support', 'hf-clip-reference.py')], {
     input: JSON.stringify(captions),
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -51,7 +50,14 @@ const POOLS: Record<string, readonly string[]> = {
     '&#x27;', '&#xZZ;', '&hearts;', '&HEARTS;', '&notin;', '&NOTIN;',
   ],
   entities: ['&amp;', '&quot;hi&quot;', '&#39;', '&lt;3', '&gt;', '&nbsp;', '&#x1F600;', '&eacute', 'caf&eacute;', '&copy; 2024', '&amp;amp;', '&#233;'],
+  // transformers makes these one token each (and cleans the text on either side on its own).
+  special: ['<|endoftext|>', '<|startoftext|>', 'a<|endoftext|>b', '<|ENDOFTEXT|>', '<|endoftext|', '<start_of_text>', '<|endoftext|><|endoftext|>'],
+  combining: ['cafe\u0301', 'n\u0303o', 'Z\u0351\u0362a\u0335l\u0337g\u0334o', 'a\u0308\u0304', '\u0915\u094d\u0937', 'e\u20dd'],
+  // UTF-8 read as Latin-1 or Windows-1252, as pasted from a mis-decoded web page or file.
+  mojibake: ['cafÃ©', 'naÃ¯ve', 'donâ€™t', 'â€œquotedâ€\u009d', 'æ—¥æœ¬èªž', 'ðŸ˜€', 'SÃ£o Paulo', 'Ã…ngstrÃ¶m', 'crÃ¨me brÃ»lÃ©e', 'ZÃ¼rich', 'â€“ dash', 'Ã±'],
 };
+const hasMojibake = (caption: string) => POOLS.mojibake.some((piece) => caption.includes(piece));
+
 const SEPARATORS = [', ', ',', ' ', ' , ', '  ', '\t', ',\n', ' ,  ', ', ,'];
 
 function generatedCaptions(count: number): string[] {
@@ -82,6 +88,9 @@ const FIXED = [
   'A Photo Of A Cat',
   '<start_of_text> literally',
   'abc<end_of_text>def',
+  'a &amp; b<|endoftext|>c &amp; d',
+  '<b>x</b> &amp;<|endoftext|>&amp; y',
+  'café cafÃ© mixed',
   "it'sn't 'S 'll've",
   "ſ x'ſ ẞ \u212a",
 ];
@@ -92,43 +101,48 @@ let reference: Reference[];
 
 beforeAll(async () => {
   tokenizer = await loadClipTokenizer();
-  captions = [...FIXED, ...generatedCaptions(400)];
-  reference = openClipReference(captions);
+  captions = [...FIXED, ...generatedCaptions(1000)];
+  reference = transformersReference(captions);
 });
 
-describe('CLIP tokenizer vs open_clip tokenizer.py', () => {
-  it('covers a few hundred distinct captions, unicode and long ones included', () => {
-    expect(new Set(captions).size).toBeGreaterThan(380);
+describe('CLIP tokenizer vs transformers\' CLIPTokenizer (what sd-scripts truncates with)', () => {
+  it('covers a thousand distinct captions, unicode and long ones included', () => {
+    expect(new Set(captions).size).toBeGreaterThan(950);
     expect(captions.some((c) => /\p{Script=Han}/u.test(c) && /\p{Extended_Pictographic}/u.test(c))).toBe(true);
     expect(reference.filter((r) => r.ids.length > 225).length).toBeGreaterThan(5);
   });
 
-  it("applies ftfy's fixes exactly like ftfy.fix_text", () => {
+  it("applies ftfy's fixes exactly like ftfy.fix_text, mojibake repair all but exactly", () => {
     const mismatches = captions.flatMap((caption, i) => (fixText(caption) === reference[i].fixed ? [] : [{ caption, ours: fixText(caption), ftfy: reference[i].fixed }]));
-    expect(mismatches).toEqual([]);
-    // Not vacuous: ftfy changed many of the captions.
-    expect(captions.filter((caption, i) => reference[i].fixed !== caption).length).toBeGreaterThan(100);
+    // ftfy weighs mojibake by a heuristic of its own; everything else must be exact.
+    expect(mismatches.filter(({ caption }) => !hasMojibake(caption))).toEqual([]);
+    expect(mismatches.length).toBeLessThanOrEqual(captions.length / 100);
+    // Not vacuous: ftfy changed many of the captions, mojibake in many of them.
+    expect(captions.filter((caption, i) => reference[i].fixed !== caption).length).toBeGreaterThan(300);
+    expect(captions.filter((caption, i) => hasMojibake(caption) && reference[i].fixed !== caption).length).toBeGreaterThan(100);
   });
 
-  it('cleans text exactly like open_clip (ftfy, HTML unescaping, whitespace, lower case)', () => {
-    const mismatches = captions.flatMap((caption, i) => (cleanText(caption) === reference[i].cleaned ? [] : [{ caption, ours: cleanText(caption), openClip: reference[i].cleaned }]));
-    expect(mismatches).toEqual([]);
-  });
-
-  it('produces the same ids for every caption', () => {
+  it('produces the same ids for at least 99 % of the captions, and for every one without mojibake', () => {
     const mismatches = captions.flatMap((caption, i) => {
       const ids = tokenizer.encode(caption);
       const expected = reference[i].ids;
-      return ids.length === expected.length && ids.every((id, k) => id === expected[k])
-        ? []
-        : [{ caption, ids, expected }];
+      return ids.length === expected.length && ids.every((id, k) => id === expected[k]) ? [] : [{ caption, ids, expected }];
     });
-    expect(mismatches).toEqual([]);
+    console.log(`CLIP ids identical to transformers' CLIPTokenizer for ${captions.length - mismatches.length} of ${captions.length} captions`);
+    expect(mismatches.filter(({ caption }) => !hasMojibake(caption))).toEqual([]);
+    expect(mismatches.length).toBeLessThanOrEqual(captions.length / 100);
     // Not a vacuous comparison: the ids are real token sequences of many different lengths.
     expect(new Set(reference.map((r) => r.ids.length)).size).toBeGreaterThan(50);
   });
 
-  it('agrees on the numeric and named HTML character references it implements', () => {
+  it('decides every truncation as sd-scripts does, at 75, 150 and 225 tokens', () => {
+    const limits = [75, 150, 225];
+    const decisions = captions.flatMap((caption, i) => limits.map((limit) => [tokenizer.encode(caption).length > limit, reference[i].ids.length > limit]));
+    expect(decisions.filter(([ours, theirs]) => ours !== theirs)).toEqual([]);
+    expect(decisions.filter(([, theirs]) => theirs).length).toBeGreaterThan(20);
+  });
+
+  it('agrees on numeric and named HTML character references, which only ftfy unescapes', () => {
     const references = [
       '&#0; &#13; &#11; &#127; &#128; &#129; &#150; &#159; &#xD800; &#x110000; &#99999999999; &#65534; &#x1FFFF; &#xfdd0;',
       '&amp &AMP; &lt &GT &QUOT; &nbsp &iexcl; &yuml &szlig; &times; &divide &copy &COPY; &reg &REG;',
@@ -136,7 +150,8 @@ describe('CLIP tokenizer vs open_clip tokenizer.py', () => {
       '&ampx &notit; &copyright &eacutex &frac12; &frac12x &unknown; &; &# &#x; & amp; &AElig &aelig;',
       '&amp;lt; &amp;#233; &amp;amp;amp;',
     ];
-    const expected = openClipReference(references).map((r) => r.cleaned);
-    expect(references.map(cleanText)).toEqual(expected);
+    const expected = transformersReference(references);
+    expect(references.map((text) => tokenizer.encode(text))).toEqual(expected.map((r) => r.ids));
+    expect(references.map(fixText)).toEqual(expected.map((r) => r.fixed));
   });
 });

@@ -13,6 +13,7 @@ import {
   checkCaptions,
   controlCharacter,
   crlfLineEndings,
+  mojibake,
   duplicateCaption,
   emptyCaption,
   folderName,
@@ -106,6 +107,19 @@ describe('caption rules', () => {
     expect(controlCharacter(image('t.png', 'sks\tdog\r\nsecond line\n'), contextWith())).toEqual([]);
     expect(controlCharacter(image('c.png', 'sks dog\u0085'), contextWith())[0].message).toContain('U+0085 (NEL) at byte offset 7:');
     expect(controlCharacter(image('d.png', '\u007f'), contextWith())[0].message).toContain('U+007F (DEL) at byte offset 0:');
+  });
+
+  it('mojibake: UTF-8 read as Windows-1252 is a warning naming the likely intended text', () => {
+    expect(mojibake(image('m.png', 'sks, cafÃ© au lait, donâ€™t stop'), contextWith())).toEqual([
+      expect.objectContaining({
+        rule: 'mojibake',
+        severity: 'warning',
+        file: 'm.txt',
+        message: 'm.txt looks like UTF-8 text that was read in another encoding (Windows-1252 or Latin-1): "sks, cafÃ© au lait, donâ€™t stop" probably means "sks, café au lait, don’t stop"',
+      }),
+    ]);
+    // Real accented text, and a capital A with tilde before an ellipsis, are left alone.
+    for (const caption of ['sks, café, naïve, Ångström, 日本語', 'sks, Ã… maybe', 'plain ascii']) expect(mojibake(image('n.png', caption), contextWith())).toEqual([]);
   });
 
   it('byte-order-mark: info, and the text after the mark is what the other rules check', () => {

@@ -28,8 +28,14 @@ describe('ClipTokenizer', () => {
     expect(spans("it's 2024!!, (smile:1.2)")).toEqual(['it', "'s", '2', '0', '2', '4', '!!', ',', '(', 'smile', ':', '1', '.', '2', ')']);
   });
 
-  it('maps the special token names to their ids', () => {
-    expect(tokenizer.encode('<start_of_text><end_of_text>')).toEqual([START_OF_TEXT, END_OF_TEXT]);
+  it('makes the literal special tokens one token each, as transformers does, cleaning the text around them on its own', () => {
+    expect(tokenizer.encode('<|startoftext|><|endoftext|>')).toEqual([START_OF_TEXT, END_OF_TEXT]);
+    const { text, tokens } = tokenizer.tokenize('A cat<|endoftext|>  &amp; Dog');
+    expect(tokens.map((t) => t.id)).toEqual([...tokenizer.encode('a cat'), END_OF_TEXT, ...tokenizer.encode('& dog')]);
+    expect(text).toBe('a cat <|endoftext|> & dog');
+    expect(text.slice(tokens[2].start, tokens[2].end)).toBe('<|endoftext|>');
+    // open_clip's own names are ordinary text here.
+    expect(tokenizer.encode('<start_of_text>')).not.toContain(START_OF_TEXT);
   });
 
   it('gives every token the span of cleaned text it covers, whole characters even when bytes are split', () => {
