@@ -7,8 +7,9 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  // Fault tests kill processes and take minutes: `npm run test:faults` runs them.
-  testPathIgnorePatterns: ['/node_modules/', '/test/faults/'],
+  // Fault tests kill processes and take minutes: `npm run test:faults` runs them; real sd-scripts
+  // needs its own install (scripts/setup-kohya.sh): `npm run test:kohya` runs those.
+  testPathIgnorePatterns: ['/node_modules/', '/test/faults/', '/test/kohya/'],
   // Type checking is `npm run typecheck`'s job; ts-jest only transpiles (isolatedModules in tsconfig).
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
   testTimeout: 120000,

@@ -32,6 +32,11 @@ interface DryRunConfig {
   batchSize: number;
   seed: number;
   saveEveryNEpochs?: number;
+  /** save_state: a `<output_name>-<epoch>-state/` folder after every epoch, the newest `keepStates` kept. */
+  saveState: boolean;
+  keepStates?: number;
+  /** resume: the state folder to go on from; its epoch is in its name. */
+  resume?: string;
 }
 
 function fail(message: string): never {
@@ -75,7 +80,17 @@ function readConfig(file: string): DryRunConfig {
     batchSize: number('train_batch_size', 1, true),
     seed: typeof flat.seed === 'number' ? flat.seed : 42,
     saveEveryNEpochs: flat.save_every_n_epochs === undefined ? undefined : number('save_every_n_epochs', 1, true),
+    saveState: flat.save_state === true,
+    keepStates: flat.save_last_n_epochs_state === undefined ? undefined : number('save_last_n_epochs_state', 1, true),
+    resume: typeof flat.resume === 'string' && flat.resume !== '' ? flat.resume : undefined,
   };
+}
+
+/** The epoch a state folder was saved after: `<output_name>-000002-state` is after epoch 2. */
+function epochOfState(folder: string): number {
+  const match = /-(\d{6})-state$/.exec(path.basename(folder));
+  if (!match) fail(`resume: ${folder} is not a <output_name>-<epoch>-state folder`);
+  return Number(match[1]);
 }
 
 /** repeats × images summed over `<repeats>_<name>/` folders, exactly the folders sd-scripts reads. */
@@ -177,25 +192,39 @@ async function main(): Promise<void> {
     fs.writeFileSync(target, lora);
   };
 
+  // As sd-scripts does on resume: the epochs already done are skipped, and its step bar and the
+  // LoRA's ss_steps count only this process's steps (the bar's total stays the whole run's).
+  const resumedEpochs = config.resume === undefined ? 0 : epochOfState(config.resume);
+  if (config.resume !== undefined) console.log(`resume training from local state: ${config.resume}`);
+  const stepsBefore = resumedEpochs * stepsPerEpoch;
   const updateEvery = Math.max(1, Math.ceil(totalSteps / MAX_PROGRESS_UPDATES));
   const trainingStart = Date.now();
   process.stderr.write(`steps:   0%|          | 0/${totalSteps} [00:00<?, ?it/s]`);
-  for (let epoch = 1; epoch <= config.epochs; epoch++) {
+  for (let epoch = resumedEpochs + 1; epoch <= config.epochs; epoch++) {
     console.log(`\nepoch ${epoch}/${config.epochs}`);
     for (let step = (epoch - 1) * stepsPerEpoch + 1; step <= epoch * stepsPerEpoch; step++) {
       if (step % updateEvery !== 0 && step !== totalSteps) continue;
       await sleep(stepDelayMs);
       const loss = 0.05 + 0.1 * Math.exp((-3 * step) / totalSteps);
-      process.stderr.write(`\r${progressBar(step, totalSteps, Date.now() - trainingStart, loss)}`);
+      process.stderr.write(`\r${progressBar(step - stepsBefore, totalSteps, Date.now() - trainingStart, loss)}`);
     }
     const isLast = epoch === config.epochs;
     if (!isLast && config.saveEveryNEpochs !== undefined && epoch % config.saveEveryNEpochs === 0) {
-      save(`${config.outputName}-${String(epoch).padStart(6, '0')}.safetensors`, epoch * stepsPerEpoch, epoch);
+      save(`${config.outputName}-${String(epoch).padStart(6, '0')}.safetensors`, epoch * stepsPerEpoch - stepsBefore, epoch);
     }
+    if (!isLast && config.saveState) saveState(config, epoch);
   }
   process.stderr.write('\n');
-  save(`${config.outputName}.safetensors`, totalSteps, config.epochs);
+  save(`${config.outputName}.safetensors`, totalSteps - stepsBefore, config.epochs);
   console.log('model saved.');
+}
+
+/** A state folder after `epoch`, the older ones beyond save_last_n_epochs_state removed. */
+function saveState(config: DryRunConfig, epoch: number): void {
+  const name = (n: number) => path.join(config.outputDir, `${config.outputName}-${String(n).padStart(6, '0')}-state`);
+  fs.mkdirSync(name(epoch), { recursive: true });
+  fs.writeFileSync(path.join(name(epoch), 'train_state.json'), JSON.stringify({ current_epoch: epoch }));
+  if (config.keepStates !== undefined) fs.rmSync(name(epoch - config.keepStates), { recursive: true, force: true });
 }
 
 main().catch((err: unknown) => {

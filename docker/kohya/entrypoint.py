@@ -200,9 +200,14 @@ def kohya_command(env, family, options, config_path):
 
 
 class ProgressTracker:
-    """Reads sd-scripts' output line by line and keeps the progress that progress.json reports."""
+    """Reads sd-scripts' output line by line and keeps the progress that progress.json reports.
 
-    def __init__(self):
+    Resumed from the state saved after epoch `resumed_epochs`, sd-scripts skips those epochs and its
+    step bar counts from 0 again (its total stays the whole run's): the steps of the skipped epochs
+    are added back, so progress ends at total/total."""
+
+    def __init__(self, resumed_epochs=0):
+        self.resumed_epochs = resumed_epochs
         self.lock = threading.Lock()
         self.progress = {}
         self.no_data_found = False
@@ -231,6 +236,9 @@ class ProgressTracker:
             steps = STEPS_LINE.search(line)
             if steps:
                 progress["step"], progress["totalSteps"] = int(steps.group(1)), int(steps.group(2))
+                if self.resumed_epochs and progress.get("totalEpochs"):
+                    done_before = self.resumed_epochs * progress["totalSteps"] // progress["totalEpochs"]
+                    progress["step"] = min(progress["totalSteps"], progress["step"] + done_before)
                 bracket = steps.group(3) or ""
                 remaining = REMAINING.search(bracket)
                 if remaining:
@@ -333,12 +341,14 @@ def train(paths, env):
     # With resume, sd-scripts writes into checkpoints/ (synced to S3), so a restarted job finds its state.
     output_dir = os.path.join(paths.checkpoints, "output") if resume else paths.model
     options["output_dir"] = output_dir
+    resumed_epochs = 0
     if resume:
         options["save_state"] = True
         options["save_last_n_epochs_state"] = 1
         state = newest_state(output_dir, output_name)
         if state:
             options["resume"] = state
+            resumed_epochs = int(STATE_DIR.match(os.path.basename(state)).group("epoch"))
             print(f"entrypoint: resuming from {state}", file=sys.stderr, flush=True)
     # The image carries the CLIP tokenizers (LORA_TOKENIZER_CACHE_DIR): no model hub at run time.
     tokenizers = env.get("LORA_TOKENIZER_CACHE_DIR")
@@ -353,7 +363,7 @@ def train(paths, env):
     stop = Stop()
     signal.signal(signal.SIGTERM, stop.handle)
     signal.signal(signal.SIGINT, stop.handle)
-    tracker = ProgressTracker()
+    tracker = ProgressTracker(resumed_epochs)
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  env=dict(env, LORA_FAMILY=family, PYTHONUNBUFFERED="1", COLUMNS=env.get("COLUMNS") or LOG_COLUMNS))

@@ -36,11 +36,16 @@ export function epochOf(outputName: string, file: string): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
-/** Steps and epochs as sd-scripts recorded them (ss_steps, ss_num_epochs); the loss as the poller last saw it. */
+/**
+ * Steps and epochs as sd-scripts recorded them (ss_steps, ss_num_epochs); the loss as the poller last
+ * saw it. A job resumed from saved state records only its own steps in ss_steps, while its progress
+ * counts the whole run: the larger of the two is what was trained.
+ */
 export function trainingMetrics(metadata: Record<string, string>, progress?: TrainingProgress): RegistryRecord['metrics'] {
   const integer = (value: string | undefined) => (value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined);
   const metrics: RegistryRecord['metrics'] = {};
-  const steps = integer(metadata.ss_steps) ?? progress?.step;
+  const recorded = integer(metadata.ss_steps);
+  const steps = recorded === undefined ? progress?.step : Math.max(recorded, progress?.step ?? 0);
   const epochs = integer(metadata.ss_num_epochs) ?? progress?.totalEpochs;
   if (steps !== undefined) metrics.steps = steps;
   if (epochs !== undefined) metrics.epochs = epochs;

@@ -16,7 +16,9 @@ import { createTrainingJobRequest } from '../../adapters/trainer/sagemaker';
 import type { TrainingJobSpec } from '../../adapters/trainer/types';
 import { compiledScript, PROJECT_ROOT } from '../../adapters/project-paths';
 import { kohyaOptionsFor } from '../../lib/kohya/config';
-import { KohyaOutputParser } from '../../lib/kohya/progress';
+import { KohyaOutputParser, progressOfContainer } from '../../lib/kohya/progress';
+import { trainingMetrics } from '../../lib/lora/registry';
+import { readSafetensorsHeader } from '../../lib/safetensors';
 import { verifyLora } from '../../lib/lora/verify';
 import { TrainingRunInput } from '../../lib/pipeline/input';
 import { installedTools } from '../../scripts/tools';
@@ -320,13 +322,14 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
   });
 
   it('with lora_resume (managed spot) trains into checkpoints/, resumes from the newest state and copies the LoRA out', async () => {
-    const hyperParameters = hyperParametersFor({ runName: 'spot', dataset: '/unused', training: { epochs: 2 } }, { spot: { maxWaitSeconds: 7200 } });
+    const hyperParameters = hyperParametersFor({ runName: 'spot', dataset: '/unused', training: { epochs: 3 } }, { spot: { maxWaitSeconds: 7200 } });
     expect(hyperParameters.lora_resume).toBe('true');
     const ml = await mlRoot('spot', hyperParameters);
     // What an interrupted first attempt left behind, synced back from the checkpoint prefix.
     for (const state of ['spot-000001-state', 'spot-000002-state', 'other-000009-state']) {
       await fs.mkdir(ml.path('checkpoints', 'output', state), { recursive: true });
     }
+    for (const epochFile of ['spot-000001.safetensors', 'spot-000002.safetensors']) await fs.writeFile(ml.path('checkpoints', 'output', epochFile), 'from the first attempt');
     const run = await runEntrypoint(ml);
     expect(run.code).toBe(0);
     expect(run.output).toContain(`entrypoint: resuming from ${ml.path('checkpoints', 'output', 'spot-000002-state')}`);
@@ -337,6 +340,28 @@ describe('Kohya entrypoint (SageMaker contract)', () => {
       save_last_n_epochs_state: 1,
       resume: ml.path('checkpoints', 'output', 'spot-000002-state'),
     });
-    expect((await fs.readdir(ml.path('model'))).sort()).toEqual(['spot-000001.safetensors', 'spot.safetensors']);
+    // The first attempt's epoch files and this attempt's final file, copied out for SageMaker to upload.
+    expect((await fs.readdir(ml.path('model'))).sort()).toEqual(['spot-000001.safetensors', 'spot-000002.safetensors', 'spot.safetensors']);
+  });
+
+  it('after a resume, progress counts the whole run although sd-scripts\' bar restarts at 0', async () => {
+    const hyperParameters = hyperParametersFor({ runName: 'respot', dataset: '/unused', training: { epochs: 3 } }, { spot: { maxWaitSeconds: 7200 } });
+    const ml = await mlRoot('respot', hyperParameters);
+    // Three images × 4 repeats: 12 steps an epoch. The first attempt saved its state after epoch 1.
+    await fs.mkdir(ml.path('checkpoints', 'output', 'respot-000001-state'), { recursive: true });
+    const run = await runEntrypoint(ml);
+    expect(run.code).toBe(0);
+    // As sd-scripts does, the stand-in restarted its bar: its last redraw says 24 of 36.
+    expect(run.output).toMatch(/\| 24\/36 \[/);
+    expect(run.output).not.toMatch(/\| 36\/36 \[/);
+    const progress = JSON.parse(await fs.readFile(ml.path('checkpoints', 'progress.json'), 'utf8'));
+    expect(progress).toMatchObject({ step: 36, totalSteps: 36, epoch: 3, totalEpochs: 3 });
+    // It saved a state after epoch 2 and kept only the newest (save_last_n_epochs_state = 1).
+    expect((await fs.readdir(ml.path('checkpoints', 'output'))).filter((name) => name.endsWith('-state'))).toEqual(['respot-000002-state']);
+    // ss_steps holds only this process's steps (as sd-scripts' does); registration takes the larger count.
+    const lora = await fs.readFile(ml.path('model', 'respot.safetensors'));
+    const metadata = readSafetensorsHeader(lora).metadata;
+    expect(metadata.ss_steps).toBe('24');
+    expect(trainingMetrics(metadata, progressOfContainer(progress)).steps).toBe(36);
   });
 });

@@ -62,6 +62,10 @@ describe('trainingMetrics', () => {
     expect(trainingMetrics({ ss_steps: '120', ss_num_epochs: '3' }, { step: 119, loss: 0.0871 })).toEqual({ steps: 120, epochs: 3, finalLoss: 0.0871 });
   });
 
+  it('counts the whole run of a resumed job, whose ss_steps holds only its own steps', () => {
+    expect(trainingMetrics({ ss_steps: '1', ss_num_epochs: '2' }, { step: 2, totalSteps: 2 })).toMatchObject({ steps: 2, epochs: 2 });
+  });
+
   it('falls back to the poller and leaves out what nobody knows', () => {
     expect(trainingMetrics({}, { step: 40, totalEpochs: 2 })).toEqual({ steps: 40, epochs: 2 });
     expect(trainingMetrics({ ss_steps: 'many' })).toEqual({});
