@@ -88,6 +88,22 @@ export function writeSafetensors(tensors: readonly TensorToWrite[], metadata: Re
   return Buffer.concat([prefix, headerBytes, ...chunks]);
 }
 
+/**
+ * The same file with other metadata: the header is rewritten, the data section kept byte for byte
+ * (so hashes of the bytes after the header do not change).
+ */
+export function withMetadata(file: Buffer, metadata: Record<string, string>): Buffer {
+  const headerLength = headerLengthOf(file, file.length);
+  const header = JSON.parse(file.toString('utf8', 8, 8 + headerLength)) as Record<string, unknown>;
+  const json = JSON.stringify({ ...header, [METADATA_KEY]: { ...metadata } });
+  const newLength = Math.ceil(Buffer.byteLength(json) / 8) * 8;
+  const headerBytes = Buffer.alloc(newLength, ' ');
+  headerBytes.write(json, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(newLength));
+  return Buffer.concat([prefix, headerBytes, file.subarray(8 + headerLength)]);
+}
+
 /** Parses and checks the header against the file: every error says what is wrong and where. */
 export function readSafetensorsHeader(buf: Buffer): SafetensorsHeader {
   return parseSafetensorsHeader(buf, buf.length);
@@ -272,7 +288,11 @@ export function findNonFinite(buf: Buffer, header: SafetensorsHeader, name: stri
 
 const ENCODERS: Record<WritableDtype, (values: Float32Array) => Buffer> = { F32: encodeF32, F16: encodeF16, BF16: encodeBF16 };
 
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 function encodeF32(values: Float32Array): Buffer {
+  // A Float32Array already holds little-endian binary32 on every platform Node runs on but a few.
+  if (LITTLE_ENDIAN) return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
   const out = Buffer.alloc(values.length * 4);
   for (let i = 0; i < values.length; i++) out.writeFloatLE(values[i], i * 4);
   return out;

@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import sharp from 'sharp';
 import { buildLora } from '../lib/lora/build';
 import { BASE_MODEL_FAMILIES, BaseModelFamily } from '../lib/pipeline/input';
 
@@ -37,6 +38,9 @@ interface DryRunConfig {
   keepStates?: number;
   /** resume: the state folder to go on from; its epoch is in its name. */
   resume?: string;
+  captionExtension: string;
+  /** Every option as read, for the LoRA's metadata. */
+  options: Record<string, unknown>;
 }
 
 function fail(message: string): never {
@@ -83,7 +87,16 @@ function readConfig(file: string): DryRunConfig {
     saveState: flat.save_state === true,
     keepStates: flat.save_last_n_epochs_state === undefined ? undefined : number('save_last_n_epochs_state', 1, true),
     resume: typeof flat.resume === 'string' && flat.resume !== '' ? flat.resume : undefined,
+    // sd-scripts' default is ".caption".
+    captionExtension: typeof flat.caption_extension === 'string' ? flat.caption_extension : '.caption',
+    options: flat,
   };
+}
+
+/** sd-scripts sorts buckets by (width, height). */
+function bucketOrder(size: string): number {
+  const [width, height] = size.split('x').map(Number);
+  return width * 100_000 + height;
 }
 
 /** The epoch a state folder was saved after: `<output_name>-000002-state` is after epoch 2. */
@@ -93,29 +106,48 @@ function epochOfState(folder: string): number {
   return Number(match[1]);
 }
 
-/** repeats × images summed over `<repeats>_<name>/` folders, exactly the folders sd-scripts reads. */
-function countTrainingImages(trainDataDir: string): number {
+/** What sd-scripts learns of the dataset: its `<repeats>_<name>/` folders, their captions' tags and the images' buckets. */
+interface DatasetFacts {
+  /** repeats × images over the folders sd-scripts reads. */
+  imagesTimesRepeats: number;
+  dirs: Record<string, { n_repeats: number; img_count: number }>;
+  tagFrequency: Record<string, Record<string, number>>;
+  /** Images per size: preprocessing wrote each one at its bucket. */
+  buckets: Record<string, number>;
+}
+
+async function readDataset(trainDataDir: string, captionExtension: string): Promise<DatasetFacts> {
+  const facts: DatasetFacts = { imagesTimesRepeats: 0, dirs: {}, tagFrequency: {}, buckets: {} };
   let entries: fs.Dirent[];
   try {
     entries = fs.readdirSync(trainDataDir, { withFileTypes: true });
   } catch {
     console.log(`not directory: ${trainDataDir}`);
-    return 0;
+    return facts;
   }
-  let total = 0;
   for (const entry of entries.filter((e) => e.isDirectory()).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const repeatsText = entry.name.split('_')[0];
-    if (!/^\d+$/.test(repeatsText)) {
+    const [repeatsText, ...classTokens] = entry.name.split('_');
+    if (!/^\d+$/.test(repeatsText) || Number(repeatsText) < 1) {
       console.log(`ignore directory without repeats: ${entry.name}`);
       continue;
     }
-    const repeats = Number(repeatsText);
-    if (repeats < 1) continue;
-    const images = fs.readdirSync(path.join(trainDataDir, entry.name)).filter((name) => IMAGE_EXTENSION.test(name)).length;
-    console.log(`found directory ${path.join(trainDataDir, entry.name)} contains ${images} image files`);
-    total += repeats * images;
+    const folder = path.join(trainDataDir, entry.name);
+    const images = fs.readdirSync(folder).filter((name) => IMAGE_EXTENSION.test(name)).sort();
+    info(`found directory ${folder} contains ${images.length} image files`);
+    facts.dirs[entry.name] = { n_repeats: Number(repeatsText), img_count: images.length };
+    facts.imagesTimesRepeats += Number(repeatsText) * images.length;
+    const tags: Record<string, number> = {};
+    for (const image of images) {
+      // As sd-scripts reads captions: the first line, stripped; without a file, the class tokens.
+      const captionFile = path.join(folder, image.replace(/\.[^.]+$/, captionExtension));
+      const caption = fs.existsSync(captionFile) ? fs.readFileSync(captionFile, 'utf8').split(/\r\n|\r|\n/)[0].trim() : classTokens.join('_');
+      for (const tag of caption.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)) tags[tag] = (tags[tag] ?? 0) + 1;
+      const { width, height } = await sharp(path.join(folder, image)).metadata();
+      if (width !== undefined && height !== undefined) facts.buckets[`${width}x${height}`] = (facts.buckets[`${width}x${height}`] ?? 0) + 1;
+    }
+    facts.tagFrequency[entry.name] = tags;
   }
-  return total;
+  return facts;
 }
 
 function familyFromEnv(): BaseModelFamily {
@@ -138,7 +170,14 @@ function progressBar(step: number, total: number, elapsedMs: number, loss: numbe
   const rate = step / Math.max(elapsedMs / 1000, 1e-3);
   const clock = (seconds: number) => `${String(Math.floor(seconds / 60)).padStart(2, '0')}:${String(Math.floor(seconds % 60)).padStart(2, '0')}`;
   const remaining = rate > 0 ? (total - step) / rate : 0;
-  return `steps: ${String(percent).padStart(3)}%|${bar}| ${step}/${total} [${clock(elapsedMs / 1000)}<${clock(remaining)}, ${rate.toFixed(2)}it/s, avr_loss=${loss.toFixed(4)}]`;
+  // tqdm shows seconds per step once a step takes longer than a second, as real training does.
+  const speed = rate >= 1 || rate === 0 ? `${rate.toFixed(2)}it/s` : `${(1 / rate).toFixed(2)}s/it`;
+  return `steps: ${String(percent).padStart(3)}%|${bar}| ${step}/${total} [${clock(elapsedMs / 1000)}<${clock(remaining)}, ${speed}, avr_loss=${loss.toFixed(4)}]`;
+}
+
+/** A log line as sd-scripts' rich logger writes it on stderr when stderr is not a terminal. */
+function info(message: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(0, 19).replace('T', ' ')} INFO     ${message}\n`);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -159,7 +198,8 @@ async function main(): Promise<void> {
   console.log(`DRY RUN: no training happens, this stand-in for sd-scripts' train_network.py (${family}) writes an untrained LoRA`);
   const config = readConfig(configFile);
 
-  const imagesTimesRepeats = countTrainingImages(config.trainDataDir);
+  const dataset = await readDataset(config.trainDataDir, config.captionExtension);
+  const { imagesTimesRepeats } = dataset;
   if (imagesTimesRepeats === 0) {
     // sd-scripts' message, and like sd-scripts it returns without an error code.
     console.log('No data found. Please verify arguments (train_data_dir must be the parent of folders with images)');
@@ -185,9 +225,18 @@ async function main(): Promise<void> {
       epochs: config.epochs,
       epoch,
       steps,
-      seed: config.seed + epoch,
+      seed: config.seed,
       dryRun: true,
       startedAt,
+      training: {
+        options: config.options,
+        datasetDirs: dataset.dirs,
+        tagFrequency: dataset.tagFrequency,
+        buckets: Object.fromEntries(Object.entries(dataset.buckets).sort(([a], [b]) => bucketOrder(a) - bucketOrder(b))),
+        batchesPerEpoch: stepsPerEpoch,
+        maxTrainSteps: totalSteps,
+        finishedAt: new Date(),
+      },
     });
     fs.writeFileSync(target, lora);
   };
@@ -216,7 +265,7 @@ async function main(): Promise<void> {
   }
   process.stderr.write('\n');
   save(`${config.outputName}.safetensors`, totalSteps - stepsBefore, config.epochs);
-  console.log('model saved.');
+  info('model saved.');
 }
 
 /** A state folder after `epoch`, the older ones beyond save_last_n_epochs_state removed. */

@@ -75,7 +75,7 @@ describe('lora models', () => {
     const { stdout, stderr } = await lora('models', 'list', '--store', storeUri);
     const lines = stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^NAME\s+BASE\s+TRIGGER\s+AUTOV2\s+SIZE\s+CREATED \(UTC\)$/);
-    expect(lines[1]).toMatch(new RegExp(`^cat-style\\s+sd15\\s+ohwx cat\\s+${registered['cat-style'].autoV2}\\s+\\d+\\.\\d KiB\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$`));
+    expect(lines[1]).toMatch(new RegExp(`^cat-style\\s+sd15\\s+ohwx cat\\s+${registered['cat-style'].autoV2}\\s+\\d+\\.\\d MiB\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$`));
     expect(lines[2]).toMatch(new RegExp(`^xl-style\\s+sdxl\\s+-\\s+${registered['xl-style'].autoV2}\\s`));
     expect(lines).toHaveLength(3);
     expect(stderr).toBe('');

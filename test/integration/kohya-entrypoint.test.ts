@@ -10,6 +10,7 @@ import { statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import sharp from 'sharp';
 import { parse as parseToml } from 'smol-toml';
 import { ENTRYPOINT_SCRIPT } from '../../adapters/trainer/entrypoint';
 import { createTrainingJobRequest } from '../../adapters/trainer/sagemaker';
@@ -26,6 +27,8 @@ import { installedTools } from '../../scripts/tools';
 const DRY_RUN = compiledScript('trainers/dry-run-kohya');
 const IMAGES = 3;
 const REPEATS = 4;
+/** The trainer reads each image's size (its bucket), as sd-scripts does: a real, small picture. */
+const TINY_PNG = sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png().toBuffer();
 
 let tmp: string;
 let python: string;
@@ -73,7 +76,7 @@ async function mlRoot(name: string, hyperParameters: Record<string, string>, opt
   const folder = at('input', 'data', 'dataset', `${REPEATS}_style`);
   await fs.mkdir(folder, { recursive: true });
   for (let i = 0; i < (options.images ?? IMAGES); i++) {
-    await fs.writeFile(path.join(folder, `img${i}.png`), 'not decoded by the dry run');
+    await fs.writeFile(path.join(folder, `img${i}.png`), await TINY_PNG);
     await fs.writeFile(path.join(folder, `img${i}.txt`), 'style, a picture');
   }
   if (options.model) {

@@ -117,7 +117,7 @@ describe('LocalTrainer with the dry-run trainer', () => {
     const outputDir = fileURLToPath(state.artifactUri!);
     expect((await fs.readdir(outputDir)).sort()).toEqual(['demo-000001.safetensors', 'demo-000002.safetensors', 'demo.safetensors']);
     const summary = verifyLora(await fs.readFile(path.join(outputDir, 'demo.safetensors')), { family: 'sd15', networkDim: 8 });
-    expect(summary.metadata).toMatchObject({ ss_dry_run: 'true', ss_steps: String(3 * stepsPerEpoch), ss_network_alpha: '4' });
+    expect(summary.metadata).toMatchObject({ ss_dry_run: 'true', ss_steps: String(3 * stepsPerEpoch), ss_network_alpha: '4.0' });
 
     // The entrypoint gave sd-scripts our paths and typed values, and the log holds its output.
     const config = await fs.readFile(path.join(jobsDir, 'job-complete', 'output', 'data', 'config.toml'), 'utf8');

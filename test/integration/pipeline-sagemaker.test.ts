@@ -78,7 +78,7 @@ test('S3 store + SageMaker trainer: upload, one training job, LoRA registered in
       imageUri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/kohya:test',
       roleArn: 'arn:aws:iam::123456789012:role/SageMakerLoraTraining',
     },
-    training: { epochs: 1, networkDim: 8, networkAlpha: 4 },
+    training: { epochs: 1, networkDim: 1, networkAlpha: 1 },
     pollInterval: '200ms',
   };
 
@@ -86,7 +86,7 @@ test('S3 store + SageMaker trainer: upload, one training job, LoRA registered in
   const jobName = trainingJobName(runName, workflowId);
   const outDir = path.join(tmp, 'artifact');
   await fs.mkdir(outDir, { recursive: true });
-  const lora = buildLora({ family: 'sdxl', networkDim: 8, networkAlpha: 4, outputName: runName, epochs: 2, steps: 20, seed: 7, dryRun: true });
+  const lora = buildLora({ family: 'sdxl', networkDim: 1, networkAlpha: 1, outputName: runName, epochs: 2, steps: 20, seed: 7, dryRun: true });
   await fs.writeFile(path.join(outDir, `${runName}.safetensors`), lora);
   await fs.writeFile(path.join(outDir, `${runName}-000001.safetensors`), lora);
   const tarball = path.join(tmp, 'model.tar.gz');

@@ -17,7 +17,9 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readRunSnapshot, startRun } from '../../client/runs';
 import { bucketSettings, selectBucketNoUpscale } from '../../lib/kohya/buckets';
+import { compiledScript } from '../../adapters/project-paths';
 import { verifyLora } from '../../lib/lora/verify';
+import { readSafetensorsHeader } from '../../lib/safetensors';
 import { mulberry32 } from '../../lib/random';
 import type { TrainingRunInput } from '../../lib/pipeline/input';
 import type { RunOutcome, TrainingProgress } from '../../lib/pipeline/status';
@@ -173,8 +175,36 @@ test('trains with real sd-scripts on CPU: real progress, both epoch files, a ver
   expect(verified.metadata).toMatchObject({ ss_network_dim: '4', ss_network_alpha: '2.0', ss_output_name: 'real', ss_num_epochs: '2', ss_steps: '4' });
   expect(outcome.lora).toMatchObject({ name: 'real', sizeBytes: lora.length });
   const record = JSON.parse(await fs.readFile(path.join(tmp, 'store', 'registry', 'real.json'), 'utf8'));
-  expect(record).toMatchObject({ name: 'real', baseModel: 'sd15', metrics: { steps: 4, epochs: 2 } });
+  expect(record).toMatchObject({ name: 'real', baseModel: { family: 'sd15', checkpoint: kohya.checkpoint }, metrics: { steps: 4, epochs: 2 } });
+
+  // The dry-run trainer, given the very config sd-scripts ran with, writes the same LoRA but for its
+  // weights: the same tensors, dtypes and shapes, the same metadata keys and, but for what only
+  // this run could know (times, hashes, ids), the same values. So the stand-in cannot drift away.
+  const dryRun = await dryRunLike(path.join(jobDir, 'output', 'data', 'config.toml'));
+  const real = readSafetensorsHeader(lora);
+  const fake = readSafetensorsHeader(dryRun);
+  const shapes = (header: typeof real) => Object.fromEntries(Object.entries(header.tensors).map(([name, info]) => [name, `${info.dtype} [${info.shape.join(', ')}]`]));
+  expect(shapes(fake)).toEqual(shapes(real));
+  const RUN_SPECIFIC = ['ss_session_id', 'ss_training_started_at', 'ss_training_finished_at', 'modelspec.date', 'sshs_model_hash', 'sshs_legacy_hash', 'ss_sd_scripts_commit_hash', 'ss_sd_model_hash', 'ss_new_sd_model_hash'];
+  const comparable = (metadata: Record<string, string>) => Object.fromEntries(Object.entries(metadata).filter(([key]) => !RUN_SPECIFIC.includes(key)));
+  expect(comparable(fake.metadata)).toEqual({ ...comparable(real.metadata), ss_dry_run: 'true', 'modelspec.description': fake.metadata['modelspec.description'] });
+  expect(Object.keys(fake.metadata).sort()).toEqual([...Object.keys(real.metadata), 'ss_dry_run', 'modelspec.description'].sort());
 }, 20 * 60_000);
+
+/** The dry-run trainer's final LoRA for a config sd-scripts ran with (its output_dir moved aside). */
+async function dryRunLike(configFile: string): Promise<Buffer> {
+  const out = path.join(tmp, 'dry-run-like');
+  const config = (await fs.readFile(configFile, 'utf8')).replace(/^output_dir = .*$/m, `output_dir = ${JSON.stringify(out)}`);
+  const copy = path.join(tmp, 'dry-run-like.toml');
+  await fs.writeFile(copy, config);
+  await new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, [compiledScript('trainers/dry-run-kohya'), '--config_file', copy], { env: { ...process.env, LORA_FAMILY: 'sd15', DRY_RUN_STEP_MS: '0' } }, (error, _stdout, stderr) =>
+      error ? reject(new Error(`dry run failed: ${stderr}`)) : resolve(),
+    );
+  });
+  const name = /^output_name = "(.*)"$/m.exec(config)?.[1] ?? '';
+  return fs.readFile(path.join(out, `${name}.safetensors`));
+}
 
 test('a failing job records the real error line, not accelerate\'s', async () => {
   // xformers is not installed here (it needs CUDA): sd-scripts raises ImportError after loading the model.

@@ -7,8 +7,8 @@ const STARTED_AT = new Date('2024-05-01T12:00:00Z');
 function spec(overrides: Partial<LoraBuildSpec> = {}): LoraBuildSpec {
   return {
     family: 'sd15',
-    networkDim: 32,
-    networkAlpha: 16,
+    networkDim: 4,
+    networkAlpha: 2,
     outputName: 'demo',
     epochs: 10,
     steps: 500,
@@ -39,58 +39,94 @@ function rewrite(buf: Buffer, damage: (tensors: TensorToWrite[], metadata: Recor
 }
 
 describe('buildLora', () => {
-  it('writes an SD 1.5 LoRA that verifies, with kohya key names and metadata', () => {
+  it('writes an SD 1.5 LoRA shaped like sd-scripts\' own: every module, F32, 1×1 conv projections, its metadata keys', () => {
     const file = buildLora(spec());
-    const summary = verifyLora(file, { family: 'sd15', networkDim: 32 });
-    expect(summary).toMatchObject({ tensorCount: 18, modules: 6, rank: 32 });
+    const summary = verifyLora(file, { family: 'sd15', networkDim: 4 });
+    expect(summary).toMatchObject({ tensorCount: 792, modules: 264, rank: 4 });
 
     const header = readSafetensorsHeader(file);
     const names = Object.keys(header.tensors);
     expect(names).toContain('lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight');
-    expect(names.filter((n) => n.startsWith('lora_unet_'))).toHaveLength(12);
-    expect(names.filter((n) => n.startsWith('lora_te_'))).toHaveLength(6);
-    expect(header.tensors['lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight']).toMatchObject({
-      dtype: 'F16',
-      shape: [32, 768],
-    });
-    expect(header.tensors['lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight'].shape).toEqual([320, 32]);
+    expect(names.filter((n) => n.startsWith('lora_unet_'))).toHaveLength(3 * 192);
+    expect(names.filter((n) => n.startsWith('lora_te_'))).toHaveLength(3 * 72);
+    expect(new Set(Object.values(header.tensors).map((t) => t.dtype))).toEqual(new Set(['F32']));
+    expect(header.tensors['lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight'].shape).toEqual([4, 768]);
+    expect(header.tensors['lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight'].shape).toEqual([320, 4]);
+    expect(header.tensors['lora_unet_mid_block_attentions_0_transformer_blocks_0_ff_net_0_proj.lora_up.weight'].shape).toEqual([10240, 4]);
+    expect(header.tensors['lora_unet_up_blocks_3_attentions_2_proj_out.lora_down.weight'].shape).toEqual([4, 320, 1, 1]);
+    expect(names.filter((n) => n.endsWith('proj_in.lora_down.weight') || n.endsWith('proj_out.lora_down.weight'))).toHaveLength(32);
     expect(header.tensors['lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha'].shape).toEqual([]);
-    expect(Array.from(tensorValues(file, header, 'lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha'))).toEqual([16]);
+    expect(Array.from(tensorValues(file, header, 'lora_te_text_model_encoder_layers_0_self_attn_q_proj.alpha'))).toEqual([2]);
 
+    // sd-scripts' spelling: Python's str() of each value.
     expect(summary.metadata).toMatchObject({
       ss_output_name: 'demo',
-      ss_network_dim: '32',
-      ss_network_alpha: '16',
+      ss_network_dim: '4',
+      ss_network_alpha: '2.0',
       ss_network_module: 'networks.lora',
       ss_base_model_version: 'sd_v1',
       ss_num_epochs: '10',
       ss_steps: '500',
-      ss_training_started_at: '1714564800',
+      ss_seed: '1337',
+      ss_training_started_at: '1714564800.0',
+      ss_learning_rate: '0.0001',
+      ss_text_encoder_lr: 'None',
+      ss_v2: 'False',
       'modelspec.architecture': 'stable-diffusion-v1/lora',
       'modelspec.title': 'demo',
       'modelspec.resolution': '512x512',
+      'modelspec.date': '2024-05-01T12:00:00',
       ss_dry_run: 'true',
     });
+    expect(Object.keys(summary.metadata).length).toBeGreaterThanOrEqual(100);
     expect(summary.metadata['modelspec.description']).toMatch(/dry-run.*untrained|untrained.*dry-run/i);
     expect(summary.metadata.sshs_model_hash).toBe(sha256AfterHeader(file));
-    expect(file.length).toBeLessThan(1024 * 1024);
+    expect(summary.metadata.sshs_legacy_hash).toMatch(/^[0-9a-f]{8}$/);
   });
 
-  it('writes an SDXL LoRA with te1/te2 keys and SDXL metadata', () => {
-    const file = buildLora(spec({ family: 'sdxl', networkDim: 16, networkAlpha: 8 }));
-    const summary = verifyLora(file, { family: 'sdxl', networkDim: 16 });
-    expect(summary).toMatchObject({ tensorCount: 18, modules: 6, rank: 16 });
+  it('writes the run\'s facts into the metadata as sd-scripts spells them', () => {
+    const facts = {
+      options: { resolution: '256,256', learning_rate: 1e-5, unet_lr: 2.5e-5, optimizer_type: 'AdamW8bit', save_precision: 'fp16', shuffle_caption: true, pretrained_model_name_or_path: '/models/sd15.safetensors' },
+      datasetDirs: { '1_acme': { n_repeats: 1, img_count: 2 } },
+      tagFrequency: { '1_acme': { acme: 2, 'café au lait': 1 } },
+      buckets: { '256x256': 2 },
+      batchesPerEpoch: 2,
+      maxTrainSteps: 4,
+    };
+    const file = buildLora(spec({ training: facts, epochs: 2, steps: 4, epoch: 2 }));
+    const { metadata, tensors } = readSafetensorsHeader(file);
+    expect(metadata).toMatchObject({
+      ss_resolution: '(256, 256)',
+      'modelspec.resolution': '256x256',
+      ss_learning_rate: '1e-05',
+      ss_unet_lr: '2.5e-05',
+      ss_optimizer: 'bitsandbytes.optim.adamw.AdamW8bit',
+      ss_shuffle_caption: 'True',
+      ss_sd_model_name: 'sd15.safetensors',
+      ss_dataset_dirs: '{"1_acme": {"n_repeats": 1, "img_count": 2}}',
+      ss_tag_frequency: '{"1_acme": {"acme": 2, "caf\\u00e9 au lait": 1}}',
+      ss_bucket_info: '{"buckets": {"0": {"resolution": [256, 256], "count": 2}}, "mean_img_ar_error": 0.0}',
+      ss_num_train_images: '2',
+      ss_max_train_steps: '4',
+    });
+    expect(new Set(Object.values(tensors).map((t) => t.dtype))).toEqual(new Set(['F16']));
+  });
+
+  it('writes an SDXL LoRA with both text encoders and the SGM U-Net names', () => {
+    const file = buildLora(spec({ family: 'sdxl', networkDim: 1, networkAlpha: 1 }));
+    const summary = verifyLora(file, { family: 'sdxl', networkDim: 1 });
+    expect(summary).toMatchObject({ modules: 72 + 192 + 722, rank: 1 });
     const names = Object.keys(readSafetensorsHeader(file).tensors);
-    expect(names.some((n) => n.startsWith('lora_te1_'))).toBe(true);
-    expect(names.some((n) => n.startsWith('lora_te2_'))).toBe(true);
+    expect(names.filter((n) => n.startsWith('lora_te1_') && n.endsWith('.alpha'))).toHaveLength(72);
+    expect(names.filter((n) => n.startsWith('lora_te2_') && n.endsWith('.alpha'))).toHaveLength(192);
     expect(names.some((n) => n.startsWith('lora_te_'))).toBe(false);
     expect(names).toContain('lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.alpha');
+    expect(names).toContain('lora_unet_middle_block_1_transformer_blocks_9_ff_net_2.alpha');
     expect(summary.metadata).toMatchObject({
       ss_base_model_version: 'sdxl_base_v1-0',
       'modelspec.architecture': 'stable-diffusion-xl-v1-base/lora',
       'modelspec.resolution': '1024x1024',
     });
-    expect(file.length).toBeLessThan(1024 * 1024);
   });
 
   it('is deterministic for a spec and differs by seed', () => {
@@ -192,7 +228,7 @@ describe('verifyLora', () => {
   });
 
   it('rejects a LoRA for the other base model family', () => {
-    const sdxl = buildLora(spec({ family: 'sdxl', networkDim: 4 }));
+    const sdxl = buildLora(spec({ family: 'sdxl', networkDim: 1 }));
     expect(() => verifyLora(sdxl, { family: 'sd15' })).toThrow('metadata ss_base_model_version is "sdxl_base_v1-0", which is not SD 1.x (family sd15)');
     const sdxlArchitectureOnly = rewrite(sdxl, (_tensors, metadata) => {
       delete metadata.ss_base_model_version;
@@ -233,9 +269,11 @@ describe('verifyLora: what else must match the run', () => {
   });
 
   it('holds 1x1 conv modules to network_dim and 3x3 conv modules only to each other', () => {
-    expect(verifyLora(rewrite(good, (tensors) => [...tensors, ...convModule(module, 8)]), { family: 'sd15', networkDim: 8 }).modules).toBe(7);
-    expect(() => verifyLora(rewrite(good, (tensors) => [...tensors, ...convModule(module, 4)]), { family: 'sd15', networkDim: 8 })).toThrow(
-      `rank mismatch: module "${module}" has rank 4 but "lora_te_text_model_encoder_layers_0_self_attn_q_proj" has rank 8`,
+    // The built file already holds sd-scripts' 32 proj_in/proj_out 1×1 convs, at the network's rank.
+    expect(verifyLora(good, { family: 'sd15', networkDim: 8 }).modules).toBe(264);
+    const otherRank = rewrite(good, (tensors) => [...tensors.filter((t) => !t.name.startsWith(`${module}.`)), ...convModule(module, 4)]);
+    expect(() => verifyLora(otherRank, { family: 'sd15', networkDim: 8 })).toThrow(
+      `rank mismatch: module "${module}" has rank 4 but "lora_te_text_model_encoder_layers_0_mlp_fc1" has rank 8`,
     );
     const locon = rewrite(good, (tensors) => [...tensors, ...convModule('lora_unet_down_blocks_0_resnets_0_conv1', 4, 3)]);
     expect(verifyLora(locon, { family: 'sd15', networkDim: 8 }).rank).toBe(8);
@@ -304,7 +342,7 @@ describe('verifyLora: what else must match the run', () => {
 
   it('judges the structure from the header bytes alone', () => {
     const headerEnd = 8 + loraHeaderLength(good, good.length);
-    expect(verifyLoraHeader(good.subarray(0, headerEnd), good.length, run)).toMatchObject({ modules: 6, rank: 8 });
+    expect(verifyLoraHeader(good.subarray(0, headerEnd), good.length, run)).toMatchObject({ modules: 264, rank: 8 });
     const checkpoint = writeSafetensors([{ name: 'model.diffusion_model.out.2.weight', dtype: 'F16', shape: [4], data: new Float32Array(4) }], {});
     const checkpointEnd = 8 + loraHeaderLength(checkpoint, checkpoint.length);
     expect(() => verifyLoraHeader(checkpoint.subarray(0, checkpointEnd), checkpoint.length, run)).toThrow(/^no LoRA tensors/);
