@@ -174,6 +174,7 @@ test('trains with real sd-scripts on CPU: real progress, both epoch files, a ver
   expect(verified.modules).toBe(264);
   expect(verified.metadata).toMatchObject({ ss_network_dim: '4', ss_network_alpha: '2.0', ss_output_name: 'real', ss_num_epochs: '2', ss_steps: '4' });
   expect(outcome.lora).toMatchObject({ name: 'real', sizeBytes: lora.length });
+  console.log(`registered ${outcome.lora?.name} at ${outcome.lora?.uri}: ${verified.modules} modules, sha256 ${outcome.lora?.sha256.slice(0, 12)}, AutoV2 ${outcome.lora?.autoV2}`);
   const record = JSON.parse(await fs.readFile(path.join(tmp, 'store', 'registry', 'real.json'), 'utf8'));
   expect(record).toMatchObject({ name: 'real', baseModel: { family: 'sd15', checkpoint: kohya.checkpoint }, metrics: { steps: 4, epochs: 2 } });
 
