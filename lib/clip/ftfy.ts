@@ -2,9 +2,9 @@
  * `ftfy.fix_text` with its default settings (ftfy 6), which transformers' CLIPTokenizer runs on every
  * caption before the BPE: curly quotes, Latin ligatures, full-width forms, C1 controls, terminal
  * escapes, control characters, line breaks, lone surrogates, HTML entities, NFC, and mojibake:
- * UTF-8 that was read as Latin-1 or Windows-1252 ("cafÃ©" is "café"). ftfy's mojibake repair weighs
- * many encodings by a heuristic; this one repairs the common case (those two encodings, the whole
- * text or each broken sequence on its own). Pure; checked against ftfy in
+ * UTF-8 that was read in a single-byte encoding ("cafÃ©" is "café", "РїСЂРёРІРµС‚" is "привет").
+ * ftfy weighs mojibake by a heuristic of its own; this one repairs the same encodings in the same
+ * order, the whole text or (Latin-1 / Windows-1252) each surely broken run on its own. Pure; checked against ftfy in
  * test/integration/clip-reference.test.ts.
  */
 import { firstInvalidUtf8 } from '../utf8';
@@ -116,10 +116,29 @@ function looksMisdecoded(sequence: string): boolean {
   return SURE_CONTINUATION.test(sequence.slice(1));
 }
 
-/** The byte each character stands for in Latin-1, or in Windows-1252 (undefined bytes as C1, as ftfy's "sloppy" codec). */
+/** A single-byte encoding's byte per character; bytes it leaves undefined stand for themselves ("sloppy", as in ftfy). */
+function singleByteEncoding(decode: (byte: number) => string): ReadonlyMap<string, number> {
+  const map = new Map<string, number>();
+  for (let byte = 0; byte < 256; byte++) {
+    const char = byte < 0x80 ? String.fromCharCode(byte) : decode(byte);
+    if (!map.has(char)) map.set(char === '' || char === '\ufffd' ? String.fromCharCode(byte) : char, byte);
+  }
+  return map;
+}
+
+function decoderFor(label: string): (byte: number) => string {
+  const decoder = new TextDecoder(label);
+  return (byte) => decoder.decode(Uint8Array.of(byte));
+}
+
+/**
+ * The encodings UTF-8 text gets misread in, in ftfy's order: Latin-1 and Windows-1252, then
+ * Cyrillic, Central European, Greek, Turkish, Baltic, ISO Latin-2 and Mac Roman.
+ */
 const ENCODINGS: ReadonlyMap<string, number>[] = [
-  new Map(Array.from({ length: 256 }, (_, byte) => [String.fromCharCode(byte), byte])),
-  new Map(Array.from({ length: 256 }, (_, byte) => [byte >= 0x80 && byte <= 0x9f ? WINDOWS_1252_C1[byte - 0x80] : String.fromCharCode(byte), byte])),
+  singleByteEncoding((byte) => String.fromCharCode(byte)),
+  singleByteEncoding((byte) => (byte <= 0x9f ? WINDOWS_1252_C1[byte - 0x80] : String.fromCharCode(byte))),
+  ...['windows-1251', 'windows-1250', 'windows-1253', 'windows-1254', 'windows-1257', 'iso-8859-2', 'macintosh'].map((label) => singleByteEncoding(decoderFor(label))),
 ];
 
 function strictUtf8(bytes: Uint8Array): string | undefined {
@@ -143,11 +162,40 @@ function reread(text: string, encoding: ReadonlyMap<string, number>): string | u
  * sequence is returned as it is. Exported for the caption check that names the intended text.
  */
 export function fixMojibake(text: string): string {
-  if (!Array.from(text.matchAll(UTF8_AS_SINGLE_BYTES), (match) => match[0]).some(looksMisdecoded)) return text;
+  if (!/[^\x00-\x7f]/.test(text) || !worthRereading(text)) return text;
   for (const encoding of ENCODINGS) {
     const whole = reread(text, encoding);
-    if (whole !== undefined) return whole;
+    if (whole !== undefined && whole !== text) return whole;
   }
-  // Mixed with good text: each run of sequences that is surely mojibake, on its own.
-  return text.replace(UTF8_AS_SINGLE_BYTES, (run) => (looksMisdecoded(run) ? (reread(run, ENCODINGS[1]) ?? run) : run));
+  // Mixed with good text: each run of UTF-8 sequences in some encoding's characters, on its own,
+  // in the first encoding that re-reads it.
+  return text.replace(ANY_ENCODING_RUN, (run) => {
+    if (!worthRereading(run)) return run;
+    for (const encoding of ENCODINGS) {
+      const fixed = reread(run, encoding);
+      if (fixed !== undefined && fixed !== run) return fixed;
+    }
+    return run;
+  });
 }
+
+/**
+ * Text all in Windows-1252's characters may well be Western text as written: only a sure sign makes
+ * it mojibake. Other scripts' letters do not form valid UTF-8 by chance: a re-reading is the sign.
+ */
+function worthRereading(text: string): boolean {
+  const western = [...text].every((char) => ENCODINGS[1].has(char));
+  return !western || Array.from(text.matchAll(UTF8_AS_SINGLE_BYTES), (match) => match[0]).some(looksMisdecoded);
+}
+
+/** Characters of any of the encodings for a byte range: what a run of misread UTF-8 can be made of. */
+function charactersFor(from: number, to: number): string {
+  const chars = new Set<string>();
+  for (const encoding of ENCODINGS) for (const [char, byte] of encoding) if (byte >= from && byte <= to) chars.add(char);
+  return [...chars].map((char) => char.replace(/[\\\]^-]/g, '\\$&')).join('');
+}
+const ANY_CONTINUATION = `[${charactersFor(0x80, 0xbf)}]`;
+const ANY_ENCODING_RUN = new RegExp(
+  `(?:[${charactersFor(0xc2, 0xdf)}]${ANY_CONTINUATION}|[${charactersFor(0xe0, 0xef)}]${ANY_CONTINUATION}{2}|[${charactersFor(0xf0, 0xf4)}]${ANY_CONTINUATION}{3})+`,
+  'gu',
+);

@@ -54,7 +54,11 @@ const POOLS: Record<string, readonly string[]> = {
   special: ['<|endoftext|>', '<|startoftext|>', 'a<|endoftext|>b', '<|ENDOFTEXT|>', '<|endoftext|', '<start_of_text>', '<|endoftext|><|endoftext|>'],
   combining: ['cafe\u0301', 'n\u0303o', 'Z\u0351\u0362a\u0335l\u0337g\u0334o', 'a\u0308\u0304', '\u0915\u094d\u0937', 'e\u20dd'],
   // UTF-8 read as Latin-1 or Windows-1252, as pasted from a mis-decoded web page or file.
-  mojibake: ['cafÃ©', 'naÃ¯ve', 'donâ€™t', 'â€œquotedâ€\u009d', 'æ—¥æœ¬èªž', 'ðŸ˜€', 'SÃ£o Paulo', 'Ã…ngstrÃ¶m', 'crÃ¨me brÃ»lÃ©e', 'ZÃ¼rich', 'â€“ dash', 'Ã±'],
+  mojibake: [
+    'cafÃ©', 'naÃ¯ve', 'donâ€™t', 'â€œquotedâ€\u009d', 'æ—¥æœ¬èªž', 'ðŸ˜€', 'SÃ£o Paulo', 'Ã…ngstrÃ¶m', 'crÃ¨me brÃ»lÃ©e', 'ZÃ¼rich', 'â€“ dash', 'Ã±',
+    // read as Windows-1251, 1250, 1253; twice misread
+    'РїСЂРёРІРµС‚', 'Ð¼Ð¾Ñ\u0081ÐºÐ²Ð°', 'Ð¼Ð¾ÑÐºÐ²Ð°', 'Ĺ»Ăłlw', 'Î±Î²Î³', 'ÃƒÂ©',
+  ],
 };
 const hasMojibake = (caption: string) => POOLS.mojibake.some((piece) => caption.includes(piece));
 

@@ -1,4 +1,4 @@
-import { fixText } from '../../lib/clip/ftfy';
+import { fixMojibake, fixText } from '../../lib/clip/ftfy';
 import { htmlUnescape } from '../../lib/clip/html';
 import { cleanText, collapseWhitespace, pythonStrip } from '../../lib/clip/text';
 
@@ -55,5 +55,23 @@ describe('fixText (ftfy.fix_text without mojibake repair)', () => {
   it('leaves ordinary captions alone', () => {
     const caption = 'sks dog, (masterpiece:1.2), 日本語, café, 👩‍💻\n';
     expect(fixText(caption)).toBe(caption);
+  });
+});
+
+describe('fixMojibake', () => {
+  it.each([
+    ['cafÃ©', 'café'],
+    ['donâ€™t stop', 'don\u2019t stop'],
+    ['РїСЂРёРІРµС‚', 'привет'],
+    ['Ð¼Ð¾Ñ\u0081ÐºÐ²Ð°', 'москва'],
+    ['Ĺ»Ăłlw', 'Żólw'],
+    ['Î±Î²Î³', 'αβγ'],
+    ['café cafÃ©', 'café café'],
+  ])('repairs %j as %j', (text, repaired) => {
+    expect(fixMojibake(text)).toBe(repaired);
+  });
+
+  it.each(['café', 'привет мир', 'Ελληνικά', 'Zażółć gęślą', 'Ã… maybe', 'plain'])('leaves %j alone', (text) => {
+    expect(fixMojibake(text)).toBe(text);
   });
 });
