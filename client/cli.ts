@@ -8,9 +8,10 @@ import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { Command, Option } from 'commander';
 import { BASE_MODEL_FAMILIES, REVIEW_POLICIES, SAGEMAKER_INSTANCE_TYPES } from '../lib/pipeline/input';
-import { defaultWorkflowId, TASK_QUEUE } from '../lib/pipeline/names';
+import { defaultWorkflowId } from '../lib/pipeline/names';
 import { STAGES, type Stage } from '../lib/pipeline/status';
-import { connectClient, temporalConfigFromEnv } from './connection';
+import { connectClient, taskQueueFromEnv, temporalConfigFromEnv } from './connection';
+import { checkLocalDataset } from './dataset-check';
 import { describeError, exitCodeOf } from './errors';
 import { positiveInteger } from './flags';
 import { followOutputFor, followRun } from './follow';
@@ -97,11 +98,13 @@ Exit status: 0 success; 1 error; ${EXIT_RUN_NOT_COMPLETED} a followed run ended 
       const kohya = kohyaOptionsFrom(options.kohyaConfig, options.kohya ?? []);
       const input = buildStartInput(options, withKohyaOverrides(fileInput, kohya), process.cwd());
       assertKohyaOptionsUsable(input, kohya);
+      // A local dataset is looked at before anything starts: a wrong path fails here, not in a run.
+      await checkLocalDataset(input);
       const workflowId = options.id ?? defaultWorkflowId(input.runName, new Date());
       const config = temporalConfigFromEnv(process.env);
 
       await withClient(async (client) => {
-        const handle = await startRun(client, input, { taskQueue: TASK_QUEUE, workflowId });
+        const handle = await startRun(client, input, { taskQueue: taskQueueFromEnv(process.env), workflowId });
         const webUi = webUiUrl(config.webUi, client.options.namespace, workflowId);
         if (json) {
           printJson({ workflowId, runId: handle.firstExecutionRunId, webUi, input });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { z } from 'zod';
 import { parseOrThrow } from '../lib/pipeline/input';
+import { WorkerEnv } from '../worker/config';
 
 /** An empty variable (`FOO= lora …`) means "unset", as shells and compose files intend it. */
 const optionalSetting = <S extends z.ZodType>(schema: S) =>
@@ -44,6 +45,11 @@ export interface TemporalConfig {
 
 export const DEFAULT_ADDRESS = '127.0.0.1:7233';
 export const DEFAULT_WEB_UI = 'http://localhost:8233';
+
+/** The task queue runs are started on: the worker's (LORA_TASK_QUEUE), so that a worker picks them up. */
+export function taskQueueFromEnv(env: NodeJS.ProcessEnv): string {
+  return parseOrThrow(WorkerEnv.pick({ LORA_TASK_QUEUE: true }), { LORA_TASK_QUEUE: env.LORA_TASK_QUEUE === '' ? undefined : env.LORA_TASK_QUEUE }, 'env').LORA_TASK_QUEUE;
+}
 
 export function temporalConfigFromEnv(env: NodeJS.ProcessEnv): TemporalConfig {
   // Only our variables: the rest of the environment is none of the schema's business.

@@ -4,7 +4,8 @@
  * are in the end-to-end pipeline tests.)
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 const CLI = path.resolve(__dirname, '../../dist/client/cli.js');
@@ -41,6 +42,27 @@ describe('lora CLI without a server', () => {
     expectOneErrorLine(lora('start', '--dataset', 'd', '--name', 'Not Tame'), '--name: must be 1-40 characters');
     expectOneErrorLine(lora('start', '--dataset', 'd', '--name', 'cat', '--repeats', 'ten'), '--repeats: must be a number, got "ten"');
     expectOneErrorLine(lora('start', '--name', 'cat'), '--dataset is required');
+  });
+
+  it('looks at a local dataset before it connects, naming the path and the problem', () => {
+    const missing = '/nonexistent/photos';
+    expectOneErrorLine(lora('start', '--dataset', missing, '--name', 'cat'), `dataset ${missing} does not exist: give a folder of images`);
+    const empty = mkdtempSync(path.join(tmpdir(), 'cli-empty-'));
+    try {
+      expectOneErrorLine(lora('start', '--dataset', empty, '--name', 'cat'), `dataset ${empty} holds no image files (.png .jpg`);
+      writeFileSync(path.join(empty, 'photo.heic'), 'x');
+      symlinkSync('/etc/hostname', path.join(empty, 'link.png'));
+      expectOneErrorLine(
+        lora('start', '--dataset', empty, '--name', 'cat'),
+        /^lora: dataset \S+ holds no usable image: link\.png: symbolic link leads outside the dataset: never opened; photo\.heic: unsupported format/,
+      );
+      expectOneErrorLine(lora('start', '--dataset', path.join(empty, 'photo.heic'), '--name', 'cat'), /is not a folder/);
+      // With an image it gets as far as connecting.
+      writeFileSync(path.join(empty, 'a.png'), 'x');
+      expectOneErrorLine(lora('start', '--dataset', empty, '--name', 'cat'), 'cannot reach Temporal at 127.0.0.1:9');
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 
   it('reports commander\'s own errors in the same form', () => {

@@ -56,6 +56,8 @@ max_token_length = 225
 beforeAll(() => {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
   tmp = mkdtempSync(path.join(os.tmpdir(), 'kohya-config-cli-'));
+  // lora start looks at a local dataset before connecting: this folder doubles as one.
+  writeFileSync(path.join(tmp, 'a.png'), 'an image name is enough for that look');
 });
 
 afterAll(() => {

@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { temporalConfigFromEnv, tlsOf, unreachableMessage } from '../../client/connection';
+import { taskQueueFromEnv, temporalConfigFromEnv, tlsOf, unreachableMessage } from '../../client/connection';
 
 describe('temporalConfigFromEnv', () => {
   it('defaults to the local dev server', () => {
@@ -38,6 +38,14 @@ describe('temporalConfigFromEnv', () => {
     expect(() => tlsOf(temporalConfigFromEnv({ TEMPORAL_TLS_CERT: path.join(dir, 'no.pem'), TEMPORAL_TLS_KEY: 'k' }))).toThrow(
       /^env\.TEMPORAL_TLS_CERT: cannot read .*no\.pem \(ENOENT\)$/,
     );
+  });
+});
+
+describe('taskQueueFromEnv', () => {
+  it('starts runs on the queue the worker polls: LORA_TASK_QUEUE, else the default', () => {
+    expect(taskQueueFromEnv({ LORA_TASK_QUEUE: 'gpu-box' })).toBe('gpu-box');
+    expect(taskQueueFromEnv({})).toBe('lora-training');
+    expect(taskQueueFromEnv({ LORA_TASK_QUEUE: '' })).toBe('lora-training');
   });
 });
 
