@@ -25,7 +25,7 @@ export class FollowInterrupted extends Error {
 }
 
 export function describeError(err: unknown): string {
-  if (err instanceof WorkflowNotFoundError) return `no run with id ${err.workflowId}`;
+  if (err instanceof WorkflowNotFoundError) return `no run with id ${err.workflowId} (lora list shows the runs)`;
   if (err instanceof WorkflowExecutionAlreadyStartedError) {
     return `a run with id ${err.workflowId} already exists; choose another --id`;
   }

@@ -3,7 +3,7 @@ import { describeError, exitCodeOf, FollowInterrupted } from '../../client/error
 
 describe('describeError', () => {
   it('tells Temporal errors in the run\'s terms', () => {
-    expect(describeError(new WorkflowNotFoundError('workflow not found for ID: x', 'x', undefined))).toBe('no run with id x');
+    expect(describeError(new WorkflowNotFoundError('workflow not found for ID: x', 'x', undefined))).toBe('no run with id x (lora list shows the runs)');
     expect(describeError(new WorkflowExecutionAlreadyStartedError('started', 'lora-cat', 'loraTrainingWorkflow'))).toBe(
       'a run with id lora-cat already exists; choose another --id',
     );
