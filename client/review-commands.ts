@@ -7,10 +7,11 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { isCaptionFile } from '../lib/kohya/layout';
 import { parseOrThrow } from '../lib/pipeline/input';
 import { ApprovePayload, CaptionEdits, EditCaptionsPayload, imageRefOf, RejectPayload } from '../lib/pipeline/review';
 import { flagName, formatIssuesNamingFlags, parseFlags, positiveInteger } from './flags';
-import { approveRun, editCaptions, openWorkStore, readReviewDetails, rejectRun } from './review';
+import { approveRun, editCaptions, imageOfCaption, openWorkStore, readReviewDetails, rejectRun } from './review';
 import { startReviewServer } from './review-page/server';
 import { decisionLines, editResultLines, pageOf, pageOfIssues, reviewLines, SKIPPED_PREVIEW } from './review-render';
 
@@ -54,12 +55,17 @@ export function addReviewCommands(program: Command, cli: CliContext): void {
     .command('edit <id>')
     .description('rewrite captions (one with --image and --caption, or many from --file), re-check them, print the new counts')
     .requiredOption('--reviewer <name>', 'who edits (kept with the review)')
-    .option('--image <name>', 'the image as "lora review show" names it: a.jpg, or 10_dog/a.jpg in a kohya-layout dataset')
+    .option('--image <name>', 'the image as "lora review show" names it: a.jpg (or its caption, a.txt), or 10_dog/a.jpg in a kohya-layout dataset')
     .option('--caption <text>', 'its new caption: one line of text')
     .option('--file <edits.json>', 'a JSON array of { "image": …, "caption": … } (plus "folder": "10_dog" in kohya layout)')
     .action(async (workflowId: string, options: EditFlags, command: Command) => {
-      const payload = editPayloadOf(options);
-      const result = await cli.withClient((client) => editCaptions(client, workflowId, payload));
+      // A caption file's name (as "show" lists caption issues) is looked up in the run; anything else is checked before connecting.
+      const byCaption = options.image !== undefined && isCaptionFile(options.image);
+      if (!byCaption) editPayloadOf(options);
+      const result = await cli.withClient(async (client) => {
+        const image = byCaption ? await imageOfCaption(client, openWorkStore(), workflowId, options.image as string) : options.image;
+        return editCaptions(client, workflowId, editPayloadOf({ ...options, image }));
+      });
       cli.report(command, { workflowId, ...result }, editResultLines(workflowId, result));
     });
 

@@ -107,6 +107,18 @@ async function readReview(client: Client, store: ObjectStore, workflowId: string
   return { details, manifest };
 }
 
+/**
+ * The image a caption file belongs to, as `lora review show` names caption issues (`cat.txt`,
+ * `10_dog/cat.txt`): `lora review edit --image` takes either name.
+ */
+export async function imageOfCaption(client: Client, store: ObjectStore, workflowId: string, captionFile: string): Promise<string> {
+  const { manifest } = await readReview(client, store, workflowId);
+  if (!manifest) throw new Error(`run ${workflowId} is not awaiting review yet: its images are still being prepared`);
+  const image = manifest.images.find((candidate) => captionNameFor(candidate.source) === captionFile);
+  if (!image) throw new Error(`--image: no image in run ${workflowId} has the caption ${captionFile} ("lora review show ${workflowId}" lists them)`);
+  return image.source;
+}
+
 /** How many skipped files `lora status` names. */
 export const SKIPPED_IN_STATUS = 3;
 

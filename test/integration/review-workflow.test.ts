@@ -223,6 +223,12 @@ test('lora review show / edit and lora approve: human-readable, --json, edits fr
 
   const one = JSON.parse((await lora('--json', 'review', 'edit', id, '--reviewer', 'bob', '--image', 'example-01.jpg', '--caption', 'lrdemo, a red circle, bold')).stdout);
   expect(one).toMatchObject({ written: 1, created: 0, captions: { error: 0 }, edits: { batches: 2, captions: 2, editors: ['ada', 'bob'] } });
+  // The caption file's name, as "show" lists caption issues, names its image too.
+  const byCaption = await lora('--json', 'review', 'edit', id, '--reviewer', 'bob', '--image', 'example-02.txt', '--caption', 'lrdemo, a yellow square');
+  expect(byCaption.stderr).toBe('');
+  expect(JSON.parse(byCaption.stdout)).toMatchObject({ written: 1, edits: { batches: 3, captions: 3 } });
+  const noSuchCaption = await lora('review', 'edit', id, '--reviewer', 'bob', '--image', 'nothing.txt', '--caption', 'x');
+  expect(noSuchCaption.stderr).toBe(`lora: --image: no image in run ${id} has the caption nothing.txt ("lora review show ${id}" lists them)\n`);
 
   // lora review serve: prints its URL, serves the run's review data, stops cleanly on Ctrl-C.
   const served = spawn(process.execPath, [CLI, '--json', 'review', 'serve', id, '--port', '0'], {
@@ -243,7 +249,7 @@ test('lora review show / edit and lora approve: human-readable, --json, edits fr
 
   const approved = JSON.parse((await lora('--json', 'approve', id, '--reviewer', 'ada', '--comment', 'looks right')).stdout);
   expect(approved).toMatchObject({ workflowId: id, decision: 'approved', reviewer: 'ada', comment: 'looks right', via: 'update' });
-  expect(await cancelAfterUpload(handle)).toMatchObject({ review: { edits: { batches: 2, captions: 2, editors: ['ada', 'bob'] } } });
+  expect(await cancelAfterUpload(handle)).toMatchObject({ review: { edits: { batches: 3, captions: 3, editors: ['ada', 'bob'] } } });
 });
 
 test('lora review approve --force passes remaining errors and records it; lora review reject ends the run with nothing uploaded', async () => {
