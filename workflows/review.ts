@@ -75,6 +75,7 @@ export function setUpReview(): Review {
   const gate = (): ReviewGate => ({
     phase: state.phase,
     decided: pending !== undefined,
+    notNeeded: state.decision?.decision === 'not_needed',
     errors: state.captions?.error ?? 0,
     editsInFlight: state.editsInFlight,
   });

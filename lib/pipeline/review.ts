@@ -203,6 +203,8 @@ export interface EditCaptionsResult {
 export interface ReviewGate {
   phase: ReviewPhase;
   decided: boolean;
+  /** The run went on without review: its captions passed the checks. */
+  notNeeded?: boolean;
   errors: number;
   editsInFlight: number;
 }
@@ -210,6 +212,7 @@ export interface ReviewGate {
 /** Why the review takes no edit or decision now (not open yet, or over), or undefined when it does. */
 export function closedRefusal(gate: ReviewGate): string | undefined {
   if (gate.phase === 'not_started') return 'the run is not awaiting review yet (its captions are still being checked)';
+  if (gate.notNeeded) return 'this run needed no review: its captions passed the checks, and it went on without one';
   if (gate.phase === 'decided' || gate.decided) return 'the review is over: a decision was already made';
   return undefined;
 }

@@ -155,6 +155,7 @@ describe('review gate', () => {
     expect(closedRefusal({ ...open, phase: 'not_started' })).toMatch(/not awaiting review yet/);
     expect(closedRefusal({ ...open, decided: true })).toMatch(/a decision was already made/);
     expect(closedRefusal({ ...open, phase: 'decided' })).toMatch(/a decision was already made/);
+    expect(closedRefusal({ ...open, phase: 'decided', notNeeded: true })).toBe('this run needed no review: its captions passed the checks, and it went on without one');
   });
 
   it('refuses approval while errors remain, unless forced, and while edits are being applied', () => {
