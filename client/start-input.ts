@@ -153,7 +153,11 @@ function flagOf(issue: z.core.$ZodIssue, given: readonly FlagKey[]): string | un
       ? issue.keys.map((key) => [...issue.path, key].join('.'))
       : [issue.path.join('.')];
   const key = given.find((flag) => fields.includes(FIELD_OF_FLAG[flag]));
-  return key && flagName(key);
+  if (key) return flagName(key);
+  // A missing value that a flag gives: name the flag, and where else it may come from.
+  const missing = issue.code === 'invalid_type' && issue.input === undefined;
+  const flag = missing ? (Object.keys(FIELD_OF_FLAG) as FlagKey[]).find((candidate) => fields.includes(FIELD_OF_FLAG[candidate])) : undefined;
+  return flag && `${flagName(flag)} (or ${FIELD_OF_FLAG[flag]} in --input)`;
 }
 
 function setField(target: InputObject, field: string, value: unknown): void {

@@ -107,6 +107,12 @@ describe('buildStartInput', () => {
       });
     });
 
+    it('names the flag of a missing value, not the input field', () => {
+      expect(() => buildStartInput({ ...sagemaker, sagemakerRole: undefined }, undefined, CWD)).toThrow(
+        /^--sagemaker-role \(or trainer\.roleArn in --input\): /,
+      );
+    });
+
     it('names the SageMaker flag that is wrong', () => {
       expect(() => buildStartInput({ ...sagemaker, sagemakerRole: 'SageMakerRole' }, undefined, CWD)).toThrow(
         '--sagemaker-role: must be an IAM role ARN',
