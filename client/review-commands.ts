@@ -40,14 +40,14 @@ export function addReviewCommands(program: Command, cli: CliContext): void {
     .action(async (workflowId: string, options: ShowFlags, command: Command) => {
       const store = openWorkStore();
       const details = await cli.withClient((client) => readReviewDetails(client, store, workflowId));
-      const { issues: _issues, skipped: _skipped, ...summary } = details;
+      const { issues: _issues, skipped: _skipped, imageWarnings, ...summary } = details;
       if (options.skipped) {
         const skipped = pageOf(details.skipped, options);
         cli.report(command, { ...summary, skipped }, reviewLines(details, { skipped }));
       } else {
         const issues = pageOfIssues(details.issues, options);
         const skipped = pageOf(details.skipped, { page: 1, pageSize: SKIPPED_PREVIEW });
-        cli.report(command, { ...summary, issues, skipped }, reviewLines(details, { issues }));
+        cli.report(command, { ...summary, issues, skipped, imageWarnings }, reviewLines(details, { issues }));
       }
     });
 

@@ -92,6 +92,11 @@ export function reviewLines(details: ReviewDetails, listing: { issues: IssuePage
       if (issue.fix) lines.push(`          fix: ${issue.fix}`);
     }
     if (page.page < page.pages) lines.push(`  more: lora review show ${details.workflowId} --page ${page.page + 1}`);
+    if (details.imageWarnings.length > 0) {
+      lines.push('', `preprocessing warnings (${plural(details.imageWarnings.length, 'image')}):`);
+      for (const { image, warnings } of details.imageWarnings.slice(0, SKIPPED_PREVIEW)) lines.push(`  ${image}: ${warnings.join('; ')}`);
+      if (details.imageWarnings.length > SKIPPED_PREVIEW) lines.push(`  … ${details.imageWarnings.length - SKIPPED_PREVIEW} more on the review page (lora review serve ${details.workflowId}) and the contact sheet`);
+    }
     const preview = pageOf(details.skipped, { page: 1, pageSize: SKIPPED_PREVIEW });
     if (preview.total > 0) {
       lines.push('', `skipped files ${rangeText(preview)}:`, ...skippedFileLines(preview.items));

@@ -51,6 +51,8 @@ export interface ReviewImage {
   /** The caption's text (decoded leniently), or null when the image has none. */
   caption: string | null;
   issues: ReportIssue[];
+  /** What preprocessing warned about this image (upscaled, cropped hard, …). */
+  warnings: string[];
 }
 
 export type SkippedFile = DatasetManifest['skipped'][number];
@@ -62,6 +64,8 @@ export interface ReviewDetails {
   issues: ReportIssue[];
   /** Files preprocessing left out, with why, as the manifest lists them; empty until the review has opened. */
   skipped: SkippedFile[];
+  /** Kept images preprocessing warned about (upscaled, cropped hard, near-duplicate, …), with the warnings. */
+  imageWarnings: { image: string; warnings: string[] }[];
   /** Where the report and the contact sheet pages are, as URIs of the work store. */
   reportUri?: string;
   contactSheetUris?: string[];
@@ -92,7 +96,7 @@ export async function readReviewPage(client: Client, store: ObjectStore, workflo
 
 async function readReview(client: Client, store: ObjectStore, workflowId: string): Promise<{ details: ReviewDetails; manifest?: DatasetManifest }> {
   const state = await readReviewState(client, workflowId);
-  if (!state.captions) return { details: { workflowId, state, issues: [], skipped: [] } };
+  if (!state.captions) return { details: { workflowId, state, issues: [], skipped: [], imageWarnings: [] } };
   assertSameStore(store, state);
   const report = parseOrThrow(CaptionReportFile, await readJson(store, state.captions.reportKey), `report ${state.captions.reportKey}`);
   const manifest = state.manifestKey ? await readManifestFile(store, state.manifestKey) : undefined;
@@ -101,6 +105,7 @@ async function readReview(client: Client, store: ObjectStore, workflowId: string
     state,
     issues: report.issues,
     skipped: manifest?.skipped ?? [],
+    imageWarnings: (manifest?.images ?? []).flatMap((image) => ((image.warnings ?? []).length > 0 ? [{ image: image.source, warnings: image.warnings ?? [] }] : [])),
     reportUri: store.uriOf(state.captions.reportKey),
     contactSheetUris: state.contactSheetKeys?.map((key) => store.uriOf(key)),
   };
@@ -155,6 +160,7 @@ async function readReviewImages(store: ObjectStore, manifest: DatasetManifest, i
         output: image.output,
         caption: image.caption === null ? null : (await store.get(image.caption)).toString('utf8'),
         issues: issuesOfImage(issues, image.source),
+        warnings: image.warnings ?? [],
       })),
     ),
   );

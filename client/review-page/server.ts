@@ -66,7 +66,7 @@ export async function startReviewServer(options: ReviewServerOptions): Promise<R
       // Files left out by preprocessing, with why: the reviewer decides knowing what will not train.
       skipped: details.skipped,
       // `ref` is what an edit names: { image } or, in kohya layout, { folder, image }.
-      images: images.map(({ name, caption, issues }) => ({ name, ref: imageRefOf(name), caption, issues, url: `/images/${encodeURIComponent(name)}` })),
+      images: images.map(({ name, caption, issues, warnings }) => ({ name, ref: imageRefOf(name), caption, issues, warnings, url: `/images/${encodeURIComponent(name)}` })),
     };
   }
 

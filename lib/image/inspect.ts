@@ -15,6 +15,8 @@ export const MAX_INPUT_PIXELS = 0x3fff * 0x3fff;
 
 /** Beyond 1:4 a square crop keeps a sliver and a bucket crop loses much of the picture. */
 export const MAX_ASPECT_RATIO = 4;
+/** A crop keeping less than this share of the picture (more than a third cut away) is warned about. */
+const MIN_KEPT_SHARE = 2 / 3;
 
 /** Decoded formats we read; anything else sharp happens to recognise is refused. */
 const READABLE_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'bmp']);
@@ -105,9 +107,12 @@ export function planImage(header: ImageHeader, options: TargetOptions): { skip: 
     warnings.push(`upscaled ${scale.toFixed(2)}×: ${oriented.width}×${oriented.height} is smaller than the ${target.width}×${target.height} target`);
   }
   const aspect = Math.max(width, height) / Math.min(width, height);
+  const kept = (target.width * target.height) / (fit.resized.width * fit.resized.height);
   if (aspect > MAX_ASPECT_RATIO) {
-    const kept = (target.width * target.height) / (fit.resized.width * fit.resized.height);
     warnings.push(`aspect ${aspect.toFixed(1)}:1: beyond 1:${MAX_ASPECT_RATIO}, the crop keeps ${Math.round(kept * 100)}% of the picture`);
+  } else if (kept < MIN_KEPT_SHARE) {
+    // A square crop of a wide picture can cut away what it was taken for (the subject at a side).
+    warnings.push(`cropped: ${Math.round((1 - kept) * 100)}% of the picture is cut away (${fit.resized.width}×${fit.resized.height} cropped to ${target.width}×${target.height}); try the bucket strategy`);
   }
   if ((header.pages ?? 1) > 1) warnings.push(`first frame only: the file has ${header.pages} frames or pages`);
 

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { chromium, type Browser } from 'playwright-core';
+import sharp from 'sharp';
 import { REFUSALS } from '../../adapters/dataset/confined-folder';
 import { FileStore } from '../../adapters/store/file';
 import { startReviewServer } from '../../client/review-page/server';
@@ -106,6 +107,9 @@ async function writeHostileDataset(tmp: string): Promise<{ dataset: string; sock
   await new Promise<void>((resolve) => socketServer.listen(path.join(acme, 'sock.jpg'), resolve));
   await fs.copyFile(picture(7), path.join(acme, LONG_NAME));
   await fs.writeFile(path.join(acme, `${'n'.repeat(246)}.txt`), 'acme, a picture with a 250-byte name');
+  // An ordinary but wide picture: kept, with a preprocessing warning the reviewer must see.
+  await sharp({ create: { width: 1400, height: 600, channels: 3, background: '#3366aa' } }).jpeg().toFile(path.join(acme, 'wide.jpg'));
+  await fs.writeFile(path.join(acme, 'wide.txt'), 'acme, a wide picture');
   await fs.copyFile(picture(8), path.join(acme, 'nul.jpg'));
   await fs.writeFile(path.join(acme, 'nul.txt'), 'acme, a caption with a \0 in it');
   await fs.copyFile(picture(9), Buffer.concat([Buffer.from(`${acme}/bad`), Buffer.from([0xff]), Buffer.from('.jpg')]));
@@ -150,7 +154,7 @@ const EXPECTED_SKIPPED: Record<string, string> = {
   'README.md': REFUSALS.linkOutside,
   '5_outside': REFUSALS.linkOutside,
 };
-const EXPECTED_KEPT = ['10_acme/a.jpg', '10_acme/envleak.jpg', '10_acme/hardcap.jpg', '10_acme/inside.jpg', '10_acme/linkcap.jpg', `10_acme/${LONG_NAME}`, '10_acme/nul.jpg', '2_linked/c.jpg'];
+const EXPECTED_KEPT = ['10_acme/a.jpg', '10_acme/envleak.jpg', '10_acme/hardcap.jpg', '10_acme/inside.jpg', '10_acme/linkcap.jpg', `10_acme/${LONG_NAME}`, '10_acme/nul.jpg', '10_acme/wide.jpg', '2_linked/c.jpg'];
 
 test('a hostile dataset reaches review with every file named, leaks nothing, and trains once approved', async () => {
   const handle: WorkflowHandle = await startRun(
@@ -197,6 +201,7 @@ test('a hostile dataset reaches review with every file named, leaks nothing, and
   const preview = await runLora(cli, 'review', 'show', handle.workflowId);
   expect(preview.stdout).toMatch(new RegExp(`^skipped: +${skippedCount} files left out by preprocessing$`, 'm'));
   expect(preview.stdout).toContain(`  all: lora review show ${handle.workflowId} --skipped`);
+  expect(preview.stdout).toMatch(/^ {2}10_acme\/wide\.jpg: cropped: 57% of the picture is cut away/m);
   for (const output of [status.stdout, shown.stdout, preview.stdout]) expect(leaksInText(output)).toEqual([]);
 
   // Not one byte from outside in the work store, the history, the review data or the page.
@@ -214,6 +219,8 @@ test('a hostile dataset reaches review with every file named, leaks nothing, and
     expect(rows).toHaveLength(Object.keys(EXPECTED_SKIPPED).length);
     expect(rows).toEqual(expect.arrayContaining([`10_acme/linkcap.txt\t${REFUSALS.linkOutside}`, `"10_acme/new\\nline.jpg"\t${EXPECTED_SKIPPED['10_acme/new\nline.jpg']}`]));
     expect(await page.locator(`section.card[data-image="10_acme/inside.jpg"]`).count()).toBe(1);
+    // Preprocessing's warnings are on the card of their image.
+    expect(await page.locator('section.card[data-image="10_acme/wide.jpg"] ul.preprocessing').innerText()).toMatch(/cropped: 57% of the picture is cut away/);
     expect(leaksInText(await page.locator('body').innerText())).toEqual([]);
     await page.close();
   } finally {

@@ -50,7 +50,8 @@ describe('planImage', () => {
 
   it('warns about aspect ratios beyond 1:4, saying how much the crop keeps', () => {
     expect(plan({ format: 'png', width: 3000, height: 600 }).warnings).toEqual(['aspect 5.0:1: beyond 1:4, the crop keeps 20% of the picture']);
-    expect(plan({ format: 'png', width: 2400, height: 600 }).warnings).toEqual([]);
+    // Exactly 4:1 is within the aspect limit, but a square crop still cuts away three quarters of it.
+    expect(plan({ format: 'png', width: 2400, height: 600 }).warnings).toEqual(['cropped: 75% of the picture is cut away (2048×512 cropped to 512×512); try the bucket strategy']);
   });
 
   it('warns that only the first frame of an animation is used', () => {
@@ -73,6 +74,15 @@ describe('planImage', () => {
 
   it('honours a lower minimum side', () => {
     expect(planImage({ format: 'png', width: 64, height: 64 }, { ...square, minSide: 64 })).toMatchObject({ scale: 8 });
+  });
+});
+
+describe('planImage: how much a crop cuts away', () => {
+  it('warns when a square crop cuts away more than a third of the picture, naming the share', () => {
+    expect(plan({ format: 'jpeg', width: 1920, height: 1080 }).warnings).toEqual(['cropped: 44% of the picture is cut away (910×512 cropped to 512×512); try the bucket strategy']);
+    // 2:3 keeps exactly two thirds: no warning; the bucket strategy keeps (nearly) all of it.
+    expect(plan({ format: 'jpeg', width: 600, height: 900 }).warnings).toEqual([]);
+    expect(plan({ format: 'jpeg', width: 1920, height: 1080 }, bucket).warnings).toEqual([]);
   });
 });
 

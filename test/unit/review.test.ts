@@ -224,7 +224,8 @@ describe('issues in pages', () => {
       ...['1', '2', '3', '4', '5'].map((n) => ({ source: `link${n}.txt`, reason: 'symbolic link leads outside the dataset: never opened' })),
       { source: 'bad\nname.png', reason: 'the name contains the control character U+000A at position 3: rename the file' },
     ];
-    const details: ReviewDetails = { workflowId: 'r', state, issues, skipped, reportUri: 'file:///w/runs/r/caption-report.json' };
+    const imageWarnings = [{ image: 'wide.jpg', warnings: ['cropped: 44% of the picture is cut away (910×512 cropped to 512×512); try the bucket strategy'] }];
+    const details: ReviewDetails = { workflowId: 'r', state, issues, skipped, imageWarnings, reportUri: 'file:///w/runs/r/caption-report.json' };
     const page: IssuePage = pageOfIssues(issues, { page: 1, pageSize: 2 });
     const next = [
       'edit:    lora review edit r --reviewer <name> --image <name.jpg> --caption <text>   (or --file edits.json)',
@@ -252,6 +253,9 @@ describe('issues in pages', () => {
       '          b.txt is wrong',
       '          fix: fix b.txt',
       '  more: lora review show r --page 2',
+      '',
+      'preprocessing warnings (1 image):',
+      '  wide.jpg: cropped: 44% of the picture is cut away (910×512 cropped to 512×512); try the bucket strategy',
       '',
       'skipped files 1-5 of 6:',
       ...['1', '2', '3', '4', '5'].map((n) => `  link${n}.txt: symbolic link leads outside the dataset: never opened`),
