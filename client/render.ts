@@ -2,7 +2,7 @@
  * Everything the CLI shows, as pure functions of what it read: summaries, progress bar states,
  * ETA and loss formatting, the run list. No I/O here, so all of it is unit-tested.
  */
-import type { ActivityProgress, RunStatus, Stage } from '../lib/pipeline/status';
+import type { ActivityProgress, ReviewDecision, RunStatus, Stage } from '../lib/pipeline/status';
 import { STAGES } from '../lib/pipeline/status';
 import type { PendingActivity } from './heartbeat';
 import type { RunListEntry, RunSnapshot } from './runs';
@@ -147,7 +147,8 @@ export function retryLine(activity: PendingActivity): string | undefined {
 
 export function reviewHintLines(workflowId: string): string[] {
   return [
-    `waiting for a reviewer: lora approve ${workflowId} --reviewer <name> [--comment <text>]`,
+    `waiting for a reviewer: lora review show ${workflowId} (the issues) or lora review serve ${workflowId} (the review page)`,
+    `                     then lora approve ${workflowId} --reviewer <name> [--comment <text>]`,
     `                     or lora reject ${workflowId} --reviewer <name> --reason <text>`,
   ];
 }
@@ -343,13 +344,19 @@ function isPast(stage: Stage, barStage: Stage): boolean {
 }
 
 function reviewText(status: RunStatus): string | undefined {
-  const review = status.review;
-  if (!review) return status.stage === 'awaiting_review' ? 'waiting for a reviewer' : undefined;
-  const by = review.reviewer ? ` by ${review.reviewer}` : '';
-  const comment = review.comment ? `: ${review.comment}` : '';
-  const what = review.decision === 'not_needed' ? 'not needed' : review.decision.replace('_', ' ');
-  return `${what}${by} at ${review.at}${comment}`;
+  if (!status.review) return status.stage === 'awaiting_review' ? 'waiting for a reviewer' : undefined;
+  return decisionText(status.review);
 }
+
+/** A review decision in one line; a forced approval says so. */
+export function decisionText(decision: ReviewDecision): string {
+  const what = decision.decision === 'not_needed' ? 'not needed' : decision.decision.replace('_', ' ');
+  const by = decision.reviewer ? ` by ${decision.reviewer}` : '';
+  const forced = decision.force ? ' (forced past caption errors)' : '';
+  const comment = decision.comment ? `: ${decision.comment}` : '';
+  return `${what}${by}${forced} at ${decision.at}${comment}`;
+}
+
 
 function trainingText(status: RunStatus): string {
   const training = status.training;

@@ -2,7 +2,7 @@
 import type { EditCaptionsResult, ReviewState } from '../lib/pipeline/review';
 import type { IssueCounts, ReviewDecision } from '../lib/pipeline/status';
 import type { ReportIssue, ReviewDetails, SkippedFile } from './review';
-import { plural, skippedFileLines } from './render';
+import { decisionText, plural, skippedFileLines } from './render';
 
 export interface Page<T> {
   page: number;
@@ -40,14 +40,6 @@ export const SKIPPED_PREVIEW = 5;
 
 export function countsText(counts: IssueCounts): string {
   return `${plural(counts.error, 'error')} · ${plural(counts.warning, 'warning')} · ${counts.info} info`;
-}
-
-export function decisionText(decision: ReviewDecision): string {
-  const what = decision.decision === 'not_needed' ? 'not needed' : decision.decision.replace('_', ' ');
-  const by = decision.reviewer ? ` by ${decision.reviewer}` : '';
-  const forced = decision.force ? ' (forced past caption errors)' : '';
-  const comment = decision.comment ? `: ${decision.comment}` : '';
-  return `${what}${by}${forced} at ${decision.at}${comment}`;
 }
 
 function phaseText(state: ReviewState): string {

@@ -158,8 +158,14 @@ describe('status output', () => {
     expect(summaryLines(base)[4]).toMatch(/^review:/);
   });
 
+  it('says a forced approval was forced', () => {
+    const forced = summaryLines(snapshot({ stage: 'uploading', review: { decision: 'approved', reviewer: 'ana', force: true, at: '2025-01-01T12:05:00Z' } }));
+    expect(forced).toContain('review:     approved by ana (forced past caption errors) at 2025-01-01T12:05:00Z');
+  });
+
   it('tells a waiting reviewer what to type', () => {
     const lines = summaryLines(snapshot({ stage: 'awaiting_review' }));
+    expect(lines.join('\n')).toContain(`lora review show ${ID} (the issues) or lora review serve ${ID} (the review page)`);
     expect(lines).toContain('review:     waiting for a reviewer');
     expect(lines.join('\n')).toContain(`lora approve ${ID} --reviewer <name>`);
     expect(lines.join('\n')).toContain(`lora reject ${ID} --reviewer <name> --reason <text>`);
