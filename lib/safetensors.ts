@@ -78,14 +78,17 @@ export function writeSafetensors(tensors: readonly TensorToWrite[], metadata: Re
     chunks.push(bytes);
     offset += bytes.length;
   }
+  return Buffer.concat([...framedHeader(header), ...chunks]);
+}
+
+/** The 8-byte length and the header JSON, padded with spaces so the data starts 8-byte aligned, as the reference writer does. */
+function framedHeader(header: Record<string, unknown>): [Buffer, Buffer] {
   const json = JSON.stringify(header);
-  // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
-  const headerLength = Math.ceil(Buffer.byteLength(json) / 8) * 8;
-  const headerBytes = Buffer.alloc(headerLength, ' ');
+  const headerBytes = Buffer.alloc(Math.ceil(Buffer.byteLength(json) / 8) * 8, ' ');
   headerBytes.write(json, 'utf8');
   const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(headerLength));
-  return Buffer.concat([prefix, headerBytes, ...chunks]);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  return [prefix, headerBytes];
 }
 
 /**
@@ -95,13 +98,7 @@ export function writeSafetensors(tensors: readonly TensorToWrite[], metadata: Re
 export function withMetadata(file: Buffer, metadata: Record<string, string>): Buffer {
   const headerLength = headerLengthOf(file, file.length);
   const header = JSON.parse(file.toString('utf8', 8, 8 + headerLength)) as Record<string, unknown>;
-  const json = JSON.stringify({ ...header, [METADATA_KEY]: { ...metadata } });
-  const newLength = Math.ceil(Buffer.byteLength(json) / 8) * 8;
-  const headerBytes = Buffer.alloc(newLength, ' ');
-  headerBytes.write(json, 'utf8');
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(newLength));
-  return Buffer.concat([prefix, headerBytes, file.subarray(8 + headerLength)]);
+  return Buffer.concat([...framedHeader({ ...header, [METADATA_KEY]: { ...metadata } }), file.subarray(8 + headerLength)]);
 }
 
 /** Parses and checks the header against the file: every error says what is wrong and where. */

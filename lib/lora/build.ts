@@ -102,7 +102,7 @@ function pythonJson(value: unknown, floats: ReadonlySet<string> = new Set(), key
     return `{${Object.entries(value).map(([k, v]) => `${pythonJson(k)}: ${pythonJson(v, floats, k)}`).join(', ')}}`;
   }
   if (typeof value === 'number') return python(value, key !== undefined && floats.has(key));
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** The optimizer's class as sd-scripts names it (module.Class), for the built-in names. */
